@@ -11,6 +11,8 @@ import time
 from types import FrameType
 from typing import Any
 
+from waitress import wasyncore
+
 from .config import Settings
 from .errors import ArtifactError
 
@@ -59,6 +61,7 @@ class Service:
             expose_tracebacks=False,
         )
         self._stopping = threading.Event()
+        self._drainer: threading.Thread | None = None
 
     @property
     def port(self) -> int:
@@ -83,7 +86,15 @@ class Service:
             return
         self._stopping.set()
         log.info("draining", extra={"event": "draining", "signal": signal.Signals(signum).name})
-        threading.Thread(target=self.drain, name="drain", daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain_logged, name="drain", daemon=True)
+        self._drainer.start()
+
+    def _drain_logged(self) -> None:
+        try:
+            self.drain()
+        except Exception:
+            log.exception("drain failed", extra={"event": "drain_failed"})
+            os._exit(1)
 
     def drain(self) -> None:
         """Readiness 503, wait drain_seconds, stop accepting, let in-flight requests finish, stop."""
@@ -104,8 +115,9 @@ class Service:
         )
 
     def _stop_accepting(self) -> None:
-        self.server.accepting = False
-        self.server.close()
+        # Close the listening socket only: waitress' own server.close() also closes the trigger,
+        # which is still needed to stop the loop once in-flight requests are done.
+        wasyncore.dispatcher.close(self.server)
 
     def _close_all(self) -> None:
         for channel in list(self.server._map.values()):
@@ -130,6 +142,8 @@ class Service:
         try:
             self.server.run()
         finally:
+            if self._drainer is not None:
+                self._drainer.join(timeout=5)
             self.server.task_dispatcher.shutdown(timeout=self.settings.shutdown_timeout)
             from .metrics import process_exited
 

@@ -12,6 +12,7 @@ import orjson
 from .errors import ApiError
 
 _MAX_NAMES_IN_DETAIL = 10
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _names(names: Sequence[str]) -> str:
@@ -92,6 +93,6 @@ def parse_instances(payload: Any, features: Sequence[str], max_rows: int) -> tup
         rows = [_row(payload, features, feature_set, "")]
         batch = False
     matrix = np.asarray(rows, dtype=np.float64)
-    if not np.isfinite(matrix.astype(np.float32)).all():
+    if np.abs(matrix).max() > _FLOAT32_MAX:
         raise ApiError(422, "invalid_value", "a value is too large: numbers must fit a 32-bit float (about ±3.4e38)")
     return matrix.astype(np.float32), batch

@@ -1,0 +1,209 @@
+"""A real `model-service serve` process (waitress) on loopback: signals, reload, drain, metrics."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import free_port
+
+
+class Load:
+    """Bounded concurrent prediction load (at most `seconds`, stops by itself) counting outcomes."""
+
+    def __init__(self, url: str, body: dict, threads: int = 4, seconds: float = 20) -> None:
+        self.url, self.body, self.deadline = url, body, time.monotonic() + seconds
+        self.outcomes: Counter[str] = Counter()
+        self.versions: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set() and time.monotonic() < self.deadline:
+                try:
+                    response = session.post(self.url + "/predict", json=self.body, timeout=10)
+                    outcome = str(response.status_code)
+                    version = response.json().get("model_version", "") if response.ok else ""
+                except requests.RequestException as exc:
+                    outcome, version = type(exc).__name__, ""
+                with self._lock:
+                    self.outcomes[outcome] += 1
+                    self.versions[version] += 1
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.3)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+
+    @property
+    def failures(self) -> dict[str, int]:
+        return {k: v for k, v in self.outcomes.items() if k != "200"}
+
+
+def metric(url: str, name: str) -> float:
+    for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def wait_for(check, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def current(tmp_path: Path, artifact: Path) -> Path:
+    """A `current` symlink to the served artifact, as the model_service role lays it out."""
+    link = tmp_path / "current"
+    link.symlink_to(artifact)
+    return link
+
+
+def switch(link: Path, target: Path) -> None:
+    tmp = link.with_name(".current.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    tmp.replace(link)
+
+
+def test_serves_all_endpoints(live, artifact, instance) -> None:
+    service = live(artifact)
+    for path in ("/health", "/ready", "/model", "/openapi.json", "/metrics"):
+        assert requests.get(service.url + path, timeout=5).status_code == 200
+    response = requests.post(service.url + "/predict", json=instance, headers={"X-Request-ID": "live-1"}, timeout=5)
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == "live-1"
+    assert response.headers["Server"] == "model-service"
+    lines = [json.loads(line) for line in service.log().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("event") == "access" and line.get("request_id") == "live-1"]
+    assert access, service.log()
+    assert access[0]["status"] == 200
+    assert access[0]["path"] == "/predict"
+    assert access[0]["rows"] == 1
+    assert access[0]["duration_ms"] > 0
+
+
+def test_hot_reload_good_artifact_without_failed_requests(live, current, artifact_v2, instance) -> None:
+    service = live(current)
+    with Load(service.url, instance) as load:
+        switch(current, artifact_v2)
+        service.signal(signal.SIGHUP)
+        wait_for(lambda: requests.get(service.url + "/model", timeout=5).json()["version"] == "2.0.0")
+    assert load.failures == {}
+    assert load.versions["1.0.0"] > 0
+    assert load.versions["2.0.0"] > 0
+    assert metric(service.url, "model_service_model_reloads_total") == 1
+    assert metric(service.url, "model_service_model_load_failures_total") == 0
+
+
+def test_hot_reload_refuses_broken_artifact_and_keeps_serving(live, current, broken_copy, instance) -> None:
+    broken = broken_copy(lambda d: (d / "model.ubj").write_bytes(b"garbage"))
+    service = live(current)
+    with Load(service.url, instance) as load:
+        switch(current, broken)
+        service.signal(signal.SIGHUP)
+        wait_for(lambda: metric(service.url, "model_service_model_load_failures_total") == 1)
+    assert load.failures == {}
+    assert set(load.versions) == {"1.0.0"}
+    assert requests.get(service.url + "/ready", timeout=5).status_code == 200
+    assert "model refused" in service.log()
+    assert "is corrupt" in service.log()
+
+
+def test_sigterm_drains_in_flight_requests(live, artifact, instance) -> None:
+    service = live(artifact, drain_seconds="1.5", threads="4")
+    results: list[int] = []
+    big = {"instances": [instance] * 1000}
+
+    def slow_request() -> None:
+        results.append(requests.post(service.url + "/predict", json=big, timeout=30).status_code)
+
+    workers = [threading.Thread(target=slow_request) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.05)
+    service.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    ready = requests.get(service.url + "/ready", timeout=5)
+    assert ready.status_code == 503
+    assert ready.json()["error"] == "draining"
+    for worker in workers:
+        worker.join(30)
+    assert results == [200, 200, 200, 200]
+    assert service.proc.wait(30) == 0
+    assert '"event": "stopped"' in service.log().replace('":"', '": "')
+
+
+def test_metrics_are_shared_by_processes_on_one_host(live, artifact, instance, tmp_path) -> None:
+    directory = str(tmp_path / "metrics")
+    first = live(artifact, metrics_dir=directory)
+    second = live(artifact, metrics_dir=directory)
+    for _ in range(3):
+        assert requests.post(first.url + "/predict", json=instance, timeout=5).status_code == 200
+    assert requests.post(second.url + "/predict", json=instance, timeout=5).status_code == 200
+    for service in (first, second):
+        assert metric(service.url, "model_service_rows_predicted_total") == 4
+    text = requests.get(second.url + "/metrics", timeout=5).text
+    assert text.count("model_service_model_info{") == 2  # one live sample per process (pid label)
+
+
+def test_serve_refuses_broken_artifact(broken_copy, tmp_path) -> None:
+    broken = broken_copy(lambda d: (d / "metadata.json").unlink())
+    result = subprocess.run(
+        [sys.executable, "-m", "model_service", "serve", "--model", str(broken), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "metadata.json is missing" in result.stderr
+
+
+def test_serve_reads_config_file_and_env(tmp_path, artifact, live) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'model_path = "{artifact}"\nmax_batch_rows = 2\n')
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "model_service", "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return requests.get(url + "/ready", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(up, 60)
+        response = requests.post(url + "/predict", json={"instances": [{}, {}, {}]}, timeout=5)
+        assert response.status_code == 413
+        assert "limit is 2" in response.json()["detail"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
