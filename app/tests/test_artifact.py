@@ -123,8 +123,8 @@ def test_train_cli_and_help(tmp_path: Path) -> None:
         result = run_cli(command, "--help")
         assert result.returncode == 0
         assert "usage: model-service" in result.stdout
-    result = run_cli("train", "--out", str(tmp_path / "m"), "--rows", "500", "--rounds", "3")
+    result = run_cli("train", "--out", str(tmp_path / "new" / "m"), "--rows", "500", "--rounds", "3")
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
-    assert run_cli("train", "--out", str(tmp_path / "m")).returncode == 1
+    assert run_cli("train", "--out", str(tmp_path / "new" / "m")).returncode == 1
     assert run_cli("bogus").returncode == 2

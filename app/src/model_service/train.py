@@ -71,7 +71,8 @@ def train(out: Path, options: TrainOptions, force: bool = False) -> dict[str, An
     seconds = time.monotonic() - started
     predicted = booster.inplace_predict(data[split:]).argmax(axis=1)
     accuracy = float((predicted == labels[split:]).mean())
-    staging = Path(tempfile.mkdtemp(prefix=".train-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".train-", dir=out.parent))
     try:
         booster.save_model(str(staging / MODEL_FILE))
         metadata = {
