@@ -1,0 +1,126 @@
+"""nginx in front of the service, checked as an operator and a client would."""
+
+from __future__ import annotations
+
+import json
+
+UNITS = ["nginx", "prometheus-nginx-exporter"]
+
+
+def curl(host, args: str) -> tuple[int, dict[str, str], str]:
+    """Run curl on the host; return (status, lower-cased headers, body)."""
+    out = host.check_output(f"curl -sS -D - {args}")
+    head, _, body = out.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def test_packages(host):
+    assert host.package("nginx").version.startswith("1.22.")
+    assert host.package("prometheus-nginx-exporter").is_installed
+
+
+def test_services_enabled_and_running(host):
+    for unit in UNITS:
+        service = host.service(unit)
+        assert service.is_enabled, unit
+        assert service.is_running, unit
+
+
+def test_config_valid_and_default_site_gone(host):
+    assert host.run("nginx -t").rc == 0
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+    conf = host.file("/etc/nginx/nginx.conf")
+    assert conf.mode == 0o644
+    assert conf.contains("Ansible managed")
+
+
+def test_ports(host):
+    assert host.socket("tcp://0.0.0.0:80").is_listening
+    assert host.socket("tcp://0.0.0.0:9180").is_listening
+    assert host.socket("tcp://127.0.0.1:8080").is_listening
+    assert not host.socket("tcp://0.0.0.0:8080").is_listening
+    assert host.socket("tcp://:::9113").is_listening or host.socket("tcp://0.0.0.0:9113").is_listening
+
+
+def test_proxies_with_request_id_and_security_headers(host):
+    status, headers, body = curl(host, "-H 'X-Request-ID: abc.123' -X POST -d '{}' http://127.0.0.1/predict")
+    assert status == 200
+    echoed = json.loads(body)
+    assert echoed == {"path": "/predict", "method": "POST", "request_id": "abc.123", "real_ip": "127.0.0.1"}
+    assert headers["x-request-id"] == "abc.123"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["server"] == "nginx"
+
+
+def test_generates_request_id_when_missing_or_malformed(host):
+    _, headers, body = curl(host, "-H 'X-Request-ID: bad id!' http://127.0.0.1/ready")
+    generated = json.loads(body)["request_id"]
+    assert len(generated) == 32
+    assert headers["x-request-id"] == generated
+
+
+def test_dead_upstream_is_routed_around(host):
+    # 8002 refuses connections; every request must still be answered by 8001.
+    statuses = {curl(host, "http://127.0.0.1/health")[0] for _ in range(6)}
+    assert statuses == {200}
+
+
+def test_body_over_limit_gets_json_413(host):
+    status, headers, body = curl(host, "-X POST --data-binary @/etc/ssl/certs/ca-certificates.crt http://127.0.0.1/predict")
+    assert status == 413
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body)["error"] == "payload_too_large"
+
+
+def test_rate_limit_gets_json_429(host):
+    out = host.check_output(
+        "for i in $(seq 1 40); do curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.1/health & done; wait"
+    )
+    codes = out.split()
+    assert "429" in codes
+    assert "200" in codes
+    status, headers, body = 429, {}, ""
+    for _ in range(20):
+        status, headers, body = curl(host, "http://127.0.0.1/health")
+        if status == 429:
+            break
+    assert status == 429
+    assert json.loads(body) == {
+        "error": "rate_limited",
+        "detail": "more than 5 requests per second from this client; slow down and retry",
+    }
+    assert headers["x-request-id"]
+
+
+def test_metrics_not_public_but_on_metrics_port(host):
+    status, _, body = curl(host, "http://127.0.0.1/metrics")
+    assert status == 404
+    assert json.loads(body)["error"] == "not_found"
+    status, _, body = curl(host, "http://127.0.0.1:9180/metrics")
+    assert status == 200
+    assert json.loads(body)["path"] == "/metrics"
+
+
+def test_json_access_log(host):
+    curl(host, "-H 'X-Request-ID: log-check-1' http://127.0.0.1/health")
+    lines = host.check_output("grep log-check-1 /var/log/nginx/access.log").splitlines()
+    entry = json.loads(lines[-1])
+    assert entry["status"] == 200
+    assert entry["uri"] == "/health"
+    assert entry["upstream"].startswith("127.0.0.1:")
+    assert float(entry["upstream_time"].split(",")[-1].strip()) >= 0
+
+
+def test_exporter_reads_stub_status(host):
+    assert "Active connections" in host.check_output("curl -fsS http://127.0.0.1:8080/stub_status")
+    metrics = host.check_output("curl -fsS http://127.0.0.1:9113/metrics")
+    assert "nginx_up 1" in metrics
+    assert "nginx_connections_accepted" in metrics
+
+
+def test_unit_is_hardened(host):
+    props = host.check_output("systemctl show nginx -p NoNewPrivileges -p ProtectSystem")
+    assert dict(line.split("=", 1) for line in props.splitlines()) == {"NoNewPrivileges": "yes", "ProtectSystem": "strict"}
