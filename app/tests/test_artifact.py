@@ -119,7 +119,7 @@ def test_tree_runtime_binary_logistic() -> None:
 
 
 def test_train_cli_and_help(tmp_path: Path) -> None:
-    for command in ("train", "validate", "predict", "serve"):
+    for command in ("train", "validate", "predict", "serve", "check-config"):
         result = run_cli(command, "--help")
         assert result.returncode == 0
         assert "usage: model-service" in result.stdout
@@ -128,3 +128,21 @@ def test_train_cli_and_help(tmp_path: Path) -> None:
     assert "wrote" in result.stdout
     assert run_cli("train", "--out", str(tmp_path / "new" / "m")).returncode == 1
     assert run_cli("bogus").returncode == 2
+
+
+def test_check_config(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('model_path = "/m"\nthreads = 8\naccess_log = false\n')
+    assert run_cli("check-config", str(good)).returncode == 0
+    for text, message in (
+        ("threads = 'many'\n", "setting 'threads' must be a int"),
+        ("colour = 1\n", "unknown settings: colour"),
+        ("port = 0\n", "port must be 1-65535"),
+        ("runtime = 'gpu'\n", "runtime must be one of"),
+        ("threads = \n", "not valid TOML"),
+    ):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        result = run_cli("check-config", str(bad))
+        assert result.returncode == 1, text
+        assert message in result.stderr, result.stderr

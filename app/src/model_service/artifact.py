@@ -144,7 +144,8 @@ def load_model(
         booster.load_model(str(directory / MODEL_FILE))
         model_json = json.loads(booster.save_raw("json"))
     except xgboost.core.XGBoostError as exc:
-        raise ArtifactError(f"{directory / MODEL_FILE} does not load in xgboost {xgboost.__version__}: {exc}") from exc
+        reason = str(exc).split("\n", 1)[0]  # xgboost appends a native stack trace
+        raise ArtifactError(f"{directory / MODEL_FILE} does not load in xgboost {xgboost.__version__}: {reason}") from exc
     objective = model_json["learner"]["objective"]["name"]
     if objective not in SUPPORTED_OBJECTIVES:
         raise ArtifactError(f"objective {objective} is not served (supported: {', '.join(SUPPORTED_OBJECTIVES)})")

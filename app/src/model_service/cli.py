@@ -82,6 +82,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK if response.status_code == 200 else EXIT_FAILED
 
 
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import load_settings
+
+    try:
+        settings = load_settings(args.path, environ={})
+    except ValueError as exc:
+        print(f"model-service check-config: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{args.path}: OK ({len(vars(settings))} settings)")
+    return EXIT_OK
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .config import load_settings
     from .logs import configure_logging
@@ -129,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", type=Path, help="file with the JSON body (default: stdin)")
     predict.add_argument("--runtime", choices=runtimes, default="xgboost", help="runtime (default: xgboost)")
     predict.set_defaults(func=_cmd_predict)
+
+    check = sub.add_parser("check-config", help="check a TOML settings file without starting anything")
+    check.add_argument("path", type=Path, help="settings file")
+    check.set_defaults(func=_cmd_check_config)
 
     serve = sub.add_parser("serve", help="serve an artifact over HTTP with waitress")
     serve.add_argument("--config", type=Path, help="TOML settings file (MODEL_SERVICE_* env overrides it)")

@@ -1,0 +1,187 @@
+"""Model artifacts: a directory holding ``model.ubj`` (XGBoost's binary format) and ``metadata.json``.
+
+``metadata.json`` names the model and its version, the feature names in input order, the class
+labels, the xgboost version that wrote it, when, a training summary (with per-feature min/max),
+and the sha256 of every other file. ``load_model`` refuses an artifact that fails any check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError
+from .runtime import SUPPORTED_OBJECTIVES, Runtime, TreeRuntime, XGBoostRuntime
+
+MODEL_FILE = "model.ubj"
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
+EQUIVALENCE_TOLERANCE = 1e-5
+_REQUIRED = ("format_version", "name", "version", "features", "classes", "xgboost_version", "created_at", "files")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_metadata(directory: Path, metadata: dict[str, Any]) -> None:
+    """Write metadata.json with the checksums of every file already in the directory."""
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != METADATA_FILE)
+    metadata = {**metadata, "files": {p.name: sha256_file(p) for p in files}}
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_metadata(directory: Path) -> dict[str, Any]:
+    """Read and check the shape of metadata.json; raise ArtifactError saying what is wrong."""
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory} is not a directory (an artifact is a directory with {METADATA_FILE})")
+    path = directory / METADATA_FILE
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{path} is missing") from exc
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is not readable JSON: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{path} must hold a JSON object")
+    missing = [key for key in _REQUIRED if key not in metadata]
+    if missing:
+        raise ArtifactError(f"{path} lacks {', '.join(missing)}")
+    if metadata["format_version"] != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format_version {metadata['format_version']} is not {FORMAT_VERSION}")
+    features = metadata["features"]
+    if not (isinstance(features, list) and features and all(isinstance(f, str) and f for f in features)):
+        raise ArtifactError(f"{path}: features must be a non-empty list of names")
+    if len(set(features)) != len(features):
+        raise ArtifactError(f"{path}: feature names must be unique")
+    classes = metadata["classes"]
+    if not (isinstance(classes, list) and len(classes) >= 2 and len({str(c) for c in classes}) == len(classes)):
+        raise ArtifactError(f"{path}: classes must list at least two distinct labels")
+    if not isinstance(metadata["files"], dict) or MODEL_FILE not in metadata["files"]:
+        raise ArtifactError(f"{path}: files must give the sha256 of {MODEL_FILE}")
+    return metadata
+
+
+def verify_checksums(directory: Path, metadata: dict[str, Any]) -> None:
+    for name, expected in metadata["files"].items():
+        path = directory / name
+        if not path.is_file():
+            raise ArtifactError(f"{path} is listed in {METADATA_FILE} but missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ArtifactError(f"{path} is corrupt: sha256 {actual} but {METADATA_FILE} says {expected}")
+
+
+def probe_rows(metadata: dict[str, Any], count: int = 256, seed: int = 0) -> np.ndarray:
+    """Rows spread over the training ranges of each feature (or a wide default range)."""
+    ranges = metadata.get("training", {}).get("feature_ranges", {})
+    rng = np.random.default_rng(seed)
+    columns = []
+    for name in metadata["features"]:
+        low, high = ranges.get(name, {}).get("min", -1000.0), ranges.get(name, {}).get("max", 1000.0)
+        span = (high - low) or 1.0
+        columns.append(rng.uniform(low - 0.1 * span, high + 0.1 * span, count))
+    return np.column_stack(columns).astype(np.float32)
+
+
+@dataclass
+class LoadedModel:
+    """A checked, warmed model ready to serve. Never mutated after load: reloads swap whole objects."""
+
+    directory: Path
+    metadata: dict[str, Any]
+    reference: Runtime
+    tree: Runtime | None
+    tree_max_rows: int
+    features: tuple[str, ...] = field(init=False)
+    labels: list[Any] = field(init=False)
+    label_keys: list[str] = field(init=False)
+    loaded_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.features = tuple(self.metadata["features"])
+        self.labels = list(self.metadata["classes"])
+        self.label_keys = [str(label) for label in self.labels]
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata["version"])
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata["name"])
+
+    def runtime_for(self, rows: int) -> Runtime:
+        if self.tree is not None and rows <= self.tree_max_rows:
+            return self.tree
+        return self.reference
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        return self.runtime_for(rows.shape[0]).predict_proba(rows)
+
+
+def load_model(
+    directory: Path, runtime: str = "auto", tree_max_rows: int = 256, xgboost_threads: int = 1
+) -> LoadedModel:
+    """Verify, load, cross-check and warm an artifact. Raises ArtifactError on any problem."""
+    directory = Path(directory).resolve()
+    metadata = read_metadata(directory)
+    verify_checksums(directory, metadata)
+    import xgboost  # imported here: it takes seconds, and only a real load needs it
+
+    booster = xgboost.Booster(params={"nthread": xgboost_threads})
+    try:
+        booster.load_model(str(directory / MODEL_FILE))
+        model_json = json.loads(booster.save_raw("json"))
+    except xgboost.core.XGBoostError as exc:
+        reason = str(exc).split("\n", 1)[0]  # xgboost appends a native stack trace
+        raise ArtifactError(f"{directory / MODEL_FILE} does not load in xgboost {xgboost.__version__}: {reason}") from exc
+    objective = model_json["learner"]["objective"]["name"]
+    if objective not in SUPPORTED_OBJECTIVES:
+        raise ArtifactError(f"objective {objective} is not served (supported: {', '.join(SUPPORTED_OBJECTIVES)})")
+    if booster.num_features() != len(metadata["features"]):
+        raise ArtifactError(
+            f"the model expects {booster.num_features()} features but {METADATA_FILE} names {len(metadata['features'])}"
+        )
+    reference = XGBoostRuntime(booster, objective)
+    probe = probe_rows(metadata)
+    expected = reference.predict_proba(probe)
+    if expected.shape != (probe.shape[0], len(metadata["classes"])):
+        raise ArtifactError(
+            f"the model predicts {expected.shape[1]} classes but {METADATA_FILE} names {len(metadata['classes'])}"
+        )
+    if not np.isfinite(expected).all():
+        raise ArtifactError("the model predicts non-finite probabilities for in-range inputs")
+    tree: Runtime | None = None
+    if runtime in ("auto", "tree"):
+        try:
+            candidate = TreeRuntime(model_json)
+        except NotImplementedError as exc:
+            if runtime == "tree":
+                raise ArtifactError(f"the tree runtime cannot serve this model: {exc}") from exc
+        else:
+            worst = float(np.abs(candidate.predict_proba(probe) - expected).max())
+            if worst > EQUIVALENCE_TOLERANCE:
+                raise ArtifactError(f"tree runtime differs from xgboost by {worst:.2e} (> {EQUIVALENCE_TOLERANCE})")
+            tree = candidate
+    loaded = LoadedModel(
+        directory=directory,
+        metadata=metadata,
+        reference=reference,
+        tree=tree,
+        tree_max_rows=tree_max_rows if runtime == "auto" else (1 << 30 if runtime == "tree" else 0),
+    )
+    for size in (1, 8, 64):  # warm both runtimes and their allocations before readiness
+        loaded.predict_proba(probe[:size])
+        reference.predict_proba(probe[:size])
+    return loaded

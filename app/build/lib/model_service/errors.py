@@ -1,0 +1,20 @@
+"""The one error shape of the service: ``{"error": code, "detail": what to fix}``."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error answered to the client with an HTTP status and a machine-readable code."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.code, "detail": self.detail}
+
+
+class ArtifactError(Exception):
+    """A model artifact that cannot be served; the message says what is wrong with it."""

@@ -1,0 +1,87 @@
+"""Prometheus metrics of the service (prometheus_client).
+
+Several waitress processes on one host share one directory named by PROMETHEUS_MULTIPROC_DIR
+(the service sets it from the ``metrics_dir`` setting before this module is imported): every
+process writes its samples there and ``/metrics`` of any process answers for all of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    """The service's metrics, on their own registry so that every app (and test) has a fresh set."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "model_service_requests", "HTTP requests answered.", ["route", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "model_service_request_duration_seconds",
+            "Time to answer a request, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rows = Counter("model_service_rows_predicted", "Rows (instances) predicted.", registry=r)
+        self.in_flight = Gauge(
+            "model_service_in_flight_requests", "Requests being answered now.", registry=r, multiprocess_mode="livesum"
+        )
+        self.model_info = Gauge(
+            "model_service_model_info",
+            "The model being served (value 1), by name, version and runtime.",
+            ["name", "version", "runtime"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.model_loaded = Gauge(
+            "model_service_model_loaded_timestamp_seconds",
+            "When the model being served was loaded.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.ready = Gauge(
+            "model_service_ready", "1 while the process is ready to serve.", registry=r, multiprocess_mode="liveall"
+        )
+        self.load_failures = Counter(
+            "model_service_model_load_failures", "Artifacts refused at load or reload.", registry=r
+        )
+        self.reloads = Counter("model_service_model_reloads", "Models swapped in by a hot reload.", registry=r)
+
+    def set_model(self, name: str, version: str, runtime: str, loaded_at: float) -> None:
+        self.model_info.clear()
+        self.model_info.labels(name=name, version=version, runtime=runtime).set(1)
+        self.model_loaded.set(loaded_at)
+
+    def render(self) -> tuple[bytes, str]:
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def process_exited(pid: int) -> None:
+    """Drop the live gauges of a process that has gone (multiprocess mode only)."""
+    if multiprocess_dir() is not None:
+        multiprocess.mark_process_dead(pid)

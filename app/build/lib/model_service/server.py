@@ -1,0 +1,150 @@
+"""Running the app under waitress: readiness, SIGHUP hot reload, SIGTERM drain, systemd notify."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from waitress import wasyncore
+
+from .config import Settings
+from .errors import ArtifactError
+
+log = logging.getLogger("model_service")
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify units) about readiness or stopping; a no-op elsewhere."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(message.encode())
+
+
+class Service:
+    """A waitress server around the app, with the process-level behaviour an operator expects."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.metrics_dir is not None:
+            settings.metrics_dir.mkdir(parents=True, exist_ok=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.metrics_dir)
+        from waitress.server import create_server
+
+        from .app import create_app
+        from .metrics import Metrics
+        from .state import ServiceState
+
+        self.settings = settings
+        self.state = ServiceState(settings, Metrics())
+        self.state.load()  # raises ArtifactError: the process exits before it listens
+        self.app = create_app(settings, self.state)
+        self.server: Any = create_server(
+            self.app,
+            host=settings.host,
+            port=settings.port,
+            threads=settings.threads,
+            connection_limit=settings.connection_limit,
+            channel_timeout=settings.channel_timeout,
+            # Larger than the app's limit so that Flask answers 413 in the JSON error shape.
+            max_request_body_size=settings.max_body_bytes * 64,
+            ident="model-service",
+            expose_tracebacks=False,
+        )
+        self._stopping = threading.Event()
+        self._drainer: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server.effective_port)
+
+    def reload(self) -> bool:
+        try:
+            self.state.load()
+        except ArtifactError:
+            return False
+        except Exception:
+            log.exception("reload failed", extra={"event": "model_refused"})
+            self.state.metrics.load_failures.inc()
+            return False
+        return True
+
+    def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=self.reload, name="reload", daemon=True).start()
+
+    def _on_term(self, signum: int, _frame: FrameType | None) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        log.info("draining", extra={"event": "draining", "signal": signal.Signals(signum).name})
+        self._drainer = threading.Thread(target=self._drain_logged, name="drain", daemon=True)
+        self._drainer.start()
+
+    def _drain_logged(self) -> None:
+        try:
+            self.drain()
+        except Exception:
+            log.exception("drain failed", extra={"event": "drain_failed"})
+            os._exit(1)
+
+    def drain(self) -> None:
+        """Readiness 503, wait drain_seconds, stop accepting, let in-flight requests finish, stop."""
+        sd_notify("STOPPING=1")
+        self.state.start_draining()
+        time.sleep(self.settings.drain_seconds)
+        self.server.trigger.pull_trigger(self._stop_accepting)
+        deadline = time.monotonic() + self.settings.shutdown_timeout
+        while (self.state.in_flight > 0 or self._busy_channels()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        log.info("stopped", extra={"event": "stopped", "unfinished": self.state.in_flight})
+        self.server.trigger.pull_trigger(self._close_all)
+
+    def _busy_channels(self) -> bool:
+        return any(
+            getattr(ch, "requests", None) or getattr(ch, "total_outbufs_len", 0)
+            for ch in list(self.server._map.values())
+        )
+
+    def _stop_accepting(self) -> None:
+        # Close the listening socket only: waitress' own server.close() also closes the trigger,
+        # which is still needed to stop the loop once in-flight requests are done.
+        wasyncore.dispatcher.close(self.server)
+
+    def _close_all(self) -> None:
+        for channel in list(self.server._map.values()):
+            channel.close()
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        model = self.state.model
+        log.info(
+            "serving",
+            extra={
+                "event": "serving",
+                "host": self.settings.host,
+                "port": self.port,
+                "threads": self.settings.threads,
+                "model_version": model.version if model else None,
+            },
+        )
+        sd_notify("READY=1")
+        try:
+            self.server.run()
+        finally:
+            if self._drainer is not None:
+                self._drainer.join(timeout=5)
+            self.server.task_dispatcher.shutdown(timeout=self.settings.shutdown_timeout)
+            from .metrics import process_exited
+
+            process_exited(os.getpid())
