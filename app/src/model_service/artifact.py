@@ -145,7 +145,9 @@ def load_model(
         model_json = json.loads(booster.save_raw("json"))
     except xgboost.core.XGBoostError as exc:
         reason = str(exc).split("\n", 1)[0]  # xgboost appends a native stack trace
-        raise ArtifactError(f"{directory / MODEL_FILE} does not load in xgboost {xgboost.__version__}: {reason}") from exc
+        raise ArtifactError(
+            f"{directory / MODEL_FILE} does not load in xgboost {xgboost.__version__}: {reason}"
+        ) from exc
     objective = model_json["learner"]["objective"]["name"]
     if objective not in SUPPORTED_OBJECTIVES:
         raise ArtifactError(f"objective {objective} is not served (supported: {', '.join(SUPPORTED_OBJECTIVES)})")

@@ -95,7 +95,7 @@ def test_rate_limit_gives_429_json():
 def test_metrics_endpoints_answer():
     time.sleep(1)
     service = requests.get("http://127.0.0.1:18190/metrics", timeout=10).text
-    assert 'model_service_model_info{' in service
+    assert "model_service_model_info{" in service
     assert "model_service_rows_predicted_total" in service
     node = requests.get("http://127.0.0.1:18191/metrics", timeout=10).text
     assert "node_exporter_build_info{" in node

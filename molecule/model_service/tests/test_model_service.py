@@ -83,7 +83,9 @@ def test_prediction_equals_the_artifact_on_the_controller(host):
     body = json.dumps(instance)
     for port in PORTS:
         remote = json.loads(
-            host.check_output(f"curl -fsS -H 'Content-Type: application/json' -d '{body}' http://127.0.0.1:{port}/predict")
+            host.check_output(
+                f"curl -fsS -H 'Content-Type: application/json' -d '{body}' http://127.0.0.1:{port}/predict"
+            )
         )
         assert remote["predicted_class"] == expected["predicted_class"]
         assert remote["model_version"] == "2.0.0"
@@ -93,7 +95,9 @@ def test_prediction_equals_the_artifact_on_the_controller(host):
 
 def test_metrics_cover_every_process(host):
     for port in PORTS:
-        host.check_output(f"curl -fsS -H 'Content-Type: application/json' -d '{{}}' http://127.0.0.1:{port}/predict || true")
+        host.check_output(
+            f"curl -fsS -H 'Content-Type: application/json' -d '{{}}' http://127.0.0.1:{port}/predict || true"
+        )
     text = host.check_output("curl -fsS http://127.0.0.1:8001/metrics")
     assert len(re.findall(r'^model_service_model_info\{.*version="2.0.0".*\} 1.0$', text, re.M)) == 2
     reloads = float(re.search(r"^model_service_model_reloads_total (\S+)$", text, re.M).group(1))

@@ -69,7 +69,9 @@ def test_dead_upstream_is_routed_around(host):
 
 
 def test_body_over_limit_gets_json_413(host):
-    status, headers, body = curl(host, "-X POST --data-binary @/etc/ssl/certs/ca-certificates.crt http://127.0.0.1/predict")
+    status, headers, body = curl(
+        host, "-X POST --data-binary @/etc/ssl/certs/ca-certificates.crt http://127.0.0.1/predict"
+    )
     assert status == 413
     assert headers["content-type"].startswith("application/json")
     assert json.loads(body)["error"] == "payload_too_large"
@@ -123,4 +125,7 @@ def test_exporter_reads_stub_status(host):
 
 def test_unit_is_hardened(host):
     props = host.check_output("systemctl show nginx -p NoNewPrivileges -p ProtectSystem")
-    assert dict(line.split("=", 1) for line in props.splitlines()) == {"NoNewPrivileges": "yes", "ProtectSystem": "strict"}
+    assert dict(line.split("=", 1) for line in props.splitlines()) == {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+    }
