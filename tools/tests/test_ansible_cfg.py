@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(shutil.which("ansible-config") is None, reason="ansible-config is not on PATH")
+# ansible-config of the environment running the tests (the project's venv).
+ANSIBLE_CONFIG = Path(sys.executable).parent / "ansible-config"
 
 
 def _config(*args: str, cfg: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ANSIBLE_CONFIG": str(cfg)}
-    return subprocess.run(["ansible-config", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    return subprocess.run([str(ANSIBLE_CONFIG), *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
 
 
 def test_project_config_is_valid() -> None:

@@ -57,6 +57,7 @@ def create_app(settings: Settings, state: ServiceState | None = None) -> Flask:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        g.status = response.status_code
         return response
 
     @app.teardown_request
@@ -86,11 +87,6 @@ def create_app(settings: Settings, state: ServiceState | None = None) -> Flask:
                     "remote": request.headers.get("X-Real-IP") or request.remote_addr,
                 },
             )
-
-    @app.after_request
-    def _remember_status(response: Response) -> Response:
-        g.status = response.status_code
-        return response
 
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:

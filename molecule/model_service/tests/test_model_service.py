@@ -35,11 +35,8 @@ def test_layout_and_modes(host):
     assert config.mode == 0o640
     assert config.group == "model-service"
     assert host.file("/opt/model-service/releases/1.0.0").user == "root"
-    # The broken release is kept for inspection but is not what runs.
+    # The rolled-back release is kept for inspection but is not what runs.
     assert host.file("/opt/model-service/releases/1.0.0-broken/bin/model-service").exists
-    assert not host.file("/opt/model-service/models/demo-classifier-3.0.0").exists or (
-        host.file("/opt/model-service/models/current").linked_to != "/opt/model-service/models/demo-classifier-3.0.0"
-    )
 
 
 def test_installed_without_index(host):
@@ -94,10 +91,6 @@ def test_prediction_equals_the_artifact_on_the_controller(host):
 
 
 def test_metrics_cover_every_process(host):
-    for port in PORTS:
-        host.check_output(
-            f"curl -fsS -H 'Content-Type: application/json' -d '{{}}' http://127.0.0.1:{port}/predict || true"
-        )
     text = host.check_output("curl -fsS http://127.0.0.1:8001/metrics")
     assert len(re.findall(r'^model_service_model_info\{.*version="2.0.0".*\} 1.0$', text, re.M)) == 2
     reloads = float(re.search(r"^model_service_model_reloads_total (\S+)$", text, re.M).group(1))
