@@ -11,6 +11,7 @@ import xgboost
 from model_service.app import create_app
 from model_service.config import Settings
 from model_service.metrics import Metrics
+from model_service.runtime import TreeRuntime
 from model_service.state import ServiceState
 from openapi_spec_validator import validate
 
@@ -174,7 +175,21 @@ def test_health_ready_model(client, metadata) -> None:
     model = client.get("/model").get_json()
     assert model["features"] == metadata["features"]
     assert model["files"] == metadata["files"]
-    assert model["runtime"] == {"small_batches": "tree", "large_batches": "xgboost"}
+    assert model["runtime"] == {"small_batches": "tree", "large_batches": "xgboost", "tree_runtime_refused": None}
+    assert "path" not in model
+    assert not any(isinstance(v, str) and v.startswith("/") for v in model.values())
+
+
+def test_tree_runtime_fallback_is_visible(artifact, monkeypatch) -> None:
+    real = TreeRuntime.predict_proba
+    monkeypatch.setattr(TreeRuntime, "predict_proba", lambda self, rows: real(self, rows) + 1e-3)
+    client = create_app(Settings(model_path=artifact, access_log=False)).test_client()
+    runtime = client.get("/model").get_json()["runtime"]
+    assert runtime["small_batches"] == "xgboost"
+    assert "differs from xgboost" in runtime["tree_runtime_refused"]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "model_service_runtime_fallbacks_total 1.0" in text
+    assert 'runtime="xgboost"' in text
 
 
 def test_not_ready_without_model() -> None:

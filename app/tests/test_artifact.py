@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xgboost
 from conftest import rewrite_metadata
-from model_service.artifact import load_model, probe_rows, sha256_file
+from model_service.artifact import load_model, probe_rows, sha256_file, split_thresholds, write_metadata
 from model_service.errors import ArtifactError
 from model_service.runtime import TreeRuntime, XGBoostRuntime
 from model_service.train import TrainOptions, train
@@ -146,3 +146,110 @@ def test_check_config(tmp_path: Path) -> None:
         result = run_cli("check-config", str(bad))
         assert result.returncode == 1, text
         assert message in result.stderr, result.stderr
+
+
+def _artifact_from(booster: xgboost.Booster, directory: Path, features: list[str], classes: list) -> Path:
+    """Write an artifact for a booster trained here (as a user's own training code would)."""
+    directory.mkdir()
+    booster.save_model(str(directory / "model.ubj"))
+    write_metadata(
+        directory,
+        {
+            "format_version": 1,
+            "name": "custom",
+            "version": "1.0.0",
+            "features": features,
+            "classes": classes,
+            "xgboost_version": xgboost.__version__,
+            "created_at": "2026-01-01T00:00:00Z",
+        },
+    )
+    return directory
+
+
+def test_trained_model_carries_feature_names(artifact: Path, metadata: dict) -> None:
+    assert _booster(artifact).feature_names == metadata["features"]
+
+
+def test_feature_order_mismatch_is_refused(broken_copy, metadata: dict) -> None:
+    swapped = list(metadata["features"])
+    swapped[2], swapped[3] = swapped[3], swapped[2]
+    broken = broken_copy(lambda d: rewrite_metadata(d, features=swapped))
+    with pytest.raises(ArtifactError, match="feature order differs: the model was trained with 'feat3' at position 3"):
+        load_model(broken)
+    result = run_cli("validate", str(broken))
+    assert result.returncode == 1
+    assert "feature order differs" in result.stderr
+
+
+def test_feature_names_that_differ_are_refused(broken_copy, metadata: dict) -> None:
+    renamed = ["x" + name for name in metadata["features"]]
+    with pytest.raises(ArtifactError, match="feature names differ"):
+        load_model(broken_copy(lambda d: rewrite_metadata(d, features=renamed)))
+
+
+def test_model_without_feature_names_still_loads(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(400, 4)).astype(np.float32)
+    booster = xgboost.train(
+        {"objective": "binary:logistic", "max_depth": 3}, xgboost.DMatrix(data, label=data[:, 0] > 0), 5
+    )
+    assert booster.feature_names is None
+    model = load_model(_artifact_from(booster, tmp_path / "a", ["a", "b", "c", "d"], [0, 1]))
+    assert model.tree is not None
+
+
+def test_probe_rows_hit_thresholds_and_missing_values(artifact: Path, metadata: dict) -> None:
+    thresholds = split_thresholds(json.loads(_booster(artifact).save_raw("json")))
+    rows = probe_rows(metadata, thresholds=thresholds)
+    half = rows.shape[0] // 2
+    assert not np.isnan(rows[:half]).any()
+    assert np.isnan(rows[half:]).any()
+    feature, cuts = max(thresholds.items(), key=lambda item: item[1].size)
+    assert np.isin(rows[:, feature], cuts).sum() > 10
+    assert np.isin(rows[:, feature], np.nextafter(cuts, np.float32(-np.inf))).sum() > 5
+
+
+def test_probe_rows_without_ranges_follow_the_thresholds(artifact: Path, metadata: dict) -> None:
+    thresholds = split_thresholds(json.loads(_booster(artifact).save_raw("json")))
+    bare = {**metadata, "training": {}}
+    rows = probe_rows(bare, thresholds=thresholds)
+    feature, cuts = max(thresholds.items(), key=lambda item: float(item[1].max() - item[1].min()))
+    column = rows[:, feature][~np.isnan(rows[:, feature])]
+    span = float(cuts.max() - cuts.min())
+    assert column.min() >= cuts.min() - 0.11 * span
+    assert column.max() <= cuts.max() + 0.11 * span
+    assert column.max() - column.min() > 0.9 * span  # the ranges the trees split on, not a guess
+
+
+def test_auto_falls_back_to_xgboost_when_the_tree_runtime_disagrees(artifact: Path, monkeypatch) -> None:
+    real = TreeRuntime.predict_proba
+    monkeypatch.setattr(TreeRuntime, "predict_proba", lambda self, rows: real(self, rows) + 1e-3)
+    model = load_model(artifact, runtime="auto")
+    assert model.tree is None
+    assert "differs from xgboost by 1.00e-03" in model.tree_fallback
+    assert model.runtime_for(1).name == "xgboost"
+    with pytest.raises(ArtifactError, match="tree runtime cannot serve this model: it differs"):
+        load_model(artifact, runtime="tree")
+
+
+def test_vector_leaf_model_is_served_by_xgboost(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(600, 5)).astype(np.float32)
+    labels = (data[:, 0] > 0).astype(int) + (data[:, 1] > 0).astype(int)
+    params = {
+        "objective": "multi:softprob",
+        "num_class": 3,
+        "tree_method": "hist",
+        "multi_strategy": "multi_output_tree",
+    }
+    booster = xgboost.train(params, xgboost.DMatrix(data, label=labels), 5)
+    directory = _artifact_from(booster, tmp_path / "vector", [f"f{i}" for i in range(5)], [0, 1, 2])
+    model = load_model(directory)
+    assert model.tree is None
+    assert "vector-leaf" in model.tree_fallback
+    expected = booster.inplace_predict(data[:3])
+    assert np.abs(model.predict_proba(data[:3]) - expected).max() <= 1e-6
+    result = run_cli("validate", str(directory), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["runtime"] == "xgboost"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -132,28 +135,77 @@ def test_hot_reload_refuses_broken_artifact_and_keeps_serving(live, current, bro
     assert "is corrupt" in service.log()
 
 
-def test_sigterm_drains_in_flight_requests(live, artifact, instance) -> None:
-    service = live(artifact, drain_seconds="1.5", threads="4")
-    results: list[int] = []
-    big = {"instances": [instance] * 1000}
+def _request_bytes(body: bytes) -> bytes:
+    head = f"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
 
-    def slow_request() -> None:
-        results.append(requests.post(service.url + "/predict", json=big, timeout=30).status_code)
 
-    workers = [threading.Thread(target=slow_request) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    time.sleep(0.05)
-    service.signal(signal.SIGTERM)
-    time.sleep(0.3)
-    ready = requests.get(service.url + "/ready", timeout=5)
-    assert ready.status_code == 503
-    assert ready.json()["error"] == "draining"
-    for worker in workers:
-        worker.join(30)
-    assert results == [200, 200, 200, 200]
+def _read_response(sock: socket.socket) -> tuple[int, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return int(head.split()[1]), rest
+
+
+def test_sigterm_finishes_in_flight_request_and_refuses_new_ones(live, artifact, instance) -> None:
+    service = live(artifact, drain_seconds="1.0")
+    request = _request_bytes(json.dumps({"instances": [instance] * 50}).encode())
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as in_flight:
+        in_flight.sendall(request[: len(request) // 2])  # the client is mid-request when SIGTERM arrives
+        time.sleep(0.2)
+        service.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        ready = requests.get(service.url + "/ready", timeout=5)  # the drain window: still answering, not ready
+        assert ready.status_code == 503
+        assert ready.json()["error"] == "draining"
+        time.sleep(1.2)  # past drain_seconds: the listener is closed
+        with pytest.raises(requests.ConnectionError):
+            requests.post(service.url + "/predict", json=instance, timeout=5)
+        in_flight.sendall(request[len(request) // 2 :])
+        status, body = _read_response(in_flight)
+    assert status == 200
+    assert len(json.loads(body)["predictions"]) == 50
     assert service.proc.wait(30) == 0
     assert '"event": "stopped"' in service.log().replace('":"', '": "')
+
+
+@pytest.mark.parametrize("declared", [2_001, 200 * 1024 * 1024])
+def test_body_over_the_limit_is_refused_early_in_json(live, artifact, declared) -> None:
+    service = live(artifact, max_body_bytes="2000")
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        # Only the headers: the refusal must come from Content-Length, before any body is buffered.
+        head = _request_bytes(b"")
+        sock.sendall(head.replace(b"Content-Length: 0", f"Content-Length: {declared}".encode()))
+        status, body = _read_response(sock)
+    assert status == 413
+    assert json.loads(body) == {
+        "error": "payload_too_large",
+        "detail": "the body is larger than the limit of 2000 bytes",
+    }
+
+
+def test_model_info_shows_only_the_served_version_after_reload(live, current, artifact_v2, tmp_path) -> None:
+    directory = str(tmp_path / "metrics")
+    first = live(current, metrics_dir=directory)
+    second = live(current, metrics_dir=directory)
+    switch(current, artifact_v2)
+    for service in (first, second):
+        service.signal(signal.SIGHUP)
+        wait_for(lambda s=service: requests.get(s.url + "/model", timeout=5).json()["version"] == "2.0.0")
+    text = requests.get(first.url + "/metrics", timeout=5).text
+    info = [line for line in text.splitlines() if line.startswith("model_service_model_info{")]
+    assert len(info) == 2, info  # one live sample per process
+    assert all('version="2.0.0"' in line for line in info), info
 
 
 def test_metrics_are_shared_by_processes_on_one_host(live, artifact, instance, tmp_path) -> None:
@@ -184,12 +236,15 @@ def test_serve_refuses_broken_artifact(broken_copy, tmp_path) -> None:
 
 def test_serve_reads_config_file_and_env(tmp_path, artifact, live) -> None:
     config = tmp_path / "config.toml"
-    config.write_text(f'model_path = "{artifact}"\nmax_batch_rows = 2\n')
+    config.write_text(f'model_path = "{artifact}"\nmax_batch_rows = 2\nmax_body_bytes = 100\n')
     port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SERVICE_")}
+    environ["MODEL_SERVICE_MAX_BODY_BYTES"] = "100000"  # the environment overrides the file
     proc = subprocess.Popen(
         [sys.executable, "-m", "model_service", "serve", "--config", str(config), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=environ,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -201,8 +256,10 @@ def test_serve_reads_config_file_and_env(tmp_path, artifact, live) -> None:
                 return False
 
         wait_for(up, 60)
-        response = requests.post(url + "/predict", json={"instances": [{}, {}, {}]}, timeout=5)
+        padded = '{"instances": [{}, {}, {}]}' + " " * 400  # over the file's 100 bytes, under the env's limit
+        response = requests.post(url + "/predict", data=padded, headers={"Content-Type": "application/json"}, timeout=5)
         assert response.status_code == 413
+        assert response.json()["error"] == "batch_too_large"  # from the file
         assert "limit is 2" in response.json()["detail"]
     finally:
         proc.terminate()

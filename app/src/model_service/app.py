@@ -13,7 +13,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Settings
-from .errors import ApiError
+from .errors import ApiError, payload_too_large
 from .metrics import Metrics
 from .openapi import build_openapi
 from .state import ServiceState
@@ -96,7 +96,7 @@ def create_app(settings: Settings, state: ServiceState | None = None) -> Flask:
     def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
         if status == 413:
-            code, detail = "payload_too_large", f"the body is larger than the limit of {settings.max_body_bytes} bytes"
+            return json_response(payload_too_large(settings.max_body_bytes).body(), 413)
         else:
             code, detail = _HTTP_CODES.get(status, ("http_error", error.description or error.name))
         return json_response({"error": code, "detail": detail}, status)
@@ -152,8 +152,12 @@ def create_app(settings: Settings, state: ServiceState | None = None) -> Flask:
         model = state.model
         if model is None:
             raise ApiError(503, "not_ready", "no model is loaded yet")
-        runtime = {"small_batches": model.runtime_for(1).name, "large_batches": model.reference.name}
-        return json_response({**model.metadata, "runtime": runtime, "path": str(model.directory)})
+        runtime = {
+            "small_batches": model.runtime_for(1).name,
+            "large_batches": model.reference.name,
+            "tree_runtime_refused": model.tree_fallback,
+        }
+        return json_response({**model.metadata, "runtime": runtime})
 
     @app.get("/metrics")
     def metrics_route() -> Response:

@@ -82,16 +82,75 @@ def verify_checksums(directory: Path, metadata: dict[str, Any]) -> None:
             raise ArtifactError(f"{path} is corrupt: sha256 {actual} but {METADATA_FILE} says {expected}")
 
 
-def probe_rows(metadata: dict[str, Any], count: int = 256, seed: int = 0) -> np.ndarray:
-    """Rows spread over the training ranges of each feature (or a wide default range)."""
+def split_thresholds(model_json: dict[str, Any]) -> dict[int, np.ndarray]:
+    """The split conditions of every tree, by feature index: where a runtime's comparisons must agree."""
+    found: dict[int, list[np.ndarray]] = {}
+    for tree in model_json["learner"]["gradient_booster"]["model"]["trees"]:
+        left = np.asarray(tree["left_children"])
+        inner = left != -1
+        indices = np.asarray(tree["split_indices"])[inner]
+        conditions = np.asarray(tree["split_conditions"], dtype=np.float32)[inner]
+        for feature in np.unique(indices):
+            found.setdefault(int(feature), []).append(conditions[indices == feature])
+    return {feature: np.unique(np.concatenate(parts)) for feature, parts in found.items()}
+
+
+def probe_rows(
+    metadata: dict[str, Any],
+    count: int = 256,
+    seed: int = 0,
+    thresholds: dict[int, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Rows that exercise every decision a tree runtime makes.
+
+    Each cell is one of: a value spread over the feature's training range widened by 10 % (or, for a
+    feature without a recorded range, over the span of the model's own thresholds), a split threshold
+    exactly (the ``<`` / ``>=`` boundary), the float32 just below a threshold, or NaN (the default
+    direction of a missing value).
+    """
     ranges = metadata.get("training", {}).get("feature_ranges", {})
+    thresholds = thresholds or {}
     rng = np.random.default_rng(seed)
     columns = []
-    for name in metadata["features"]:
-        low, high = ranges.get(name, {}).get("min", -1000.0), ranges.get(name, {}).get("max", 1000.0)
-        span = (high - low) or 1.0
-        columns.append(rng.uniform(low - 0.1 * span, high + 0.1 * span, count))
+    for index, name in enumerate(metadata["features"]):
+        cuts = thresholds.get(index, np.empty(0, dtype=np.float32))
+        if name in ranges:
+            low, high = float(ranges[name]["min"]), float(ranges[name]["max"])
+        elif cuts.size:
+            low, high = float(cuts.min()), float(cuts.max())
+        else:
+            low, high = -1.0, 1.0
+        span = (high - low) or max(abs(low), 1.0)
+        column = rng.uniform(low - 0.1 * span, high + 0.1 * span, count).astype(np.float32)
+        kind = rng.choice(4, size=count, p=[0.4, 0.3, 0.2, 0.1])
+        if cuts.size:
+            picked = rng.choice(cuts, size=count).astype(np.float32)
+            column = np.where(kind == 1, picked, column)
+            column = np.where(kind == 2, np.nextafter(picked, np.float32(-np.inf)), column)
+        # NaN only in the second half, so that the runtime's path without missing values is checked too.
+        column[(kind == 3) & (np.arange(count) >= count // 2)] = np.nan
+        columns.append(column)
     return np.column_stack(columns).astype(np.float32)
+
+
+def check_feature_order(booster_names: list[str] | None, features: list[str]) -> None:
+    """Refuse a model whose own feature names (when it has them) are not metadata's, in metadata's order.
+
+    Rows are built in metadata order and predicted without xgboost's own name check, so a model trained
+    on the same columns in another order would silently answer for the wrong inputs.
+    """
+    if booster_names is None or list(booster_names) == list(features):
+        return
+    if sorted(booster_names) != sorted(features):
+        unknown = sorted(set(booster_names) ^ set(features))[:5]
+        raise ArtifactError(
+            f"the model's feature names differ from {METADATA_FILE}'s (not in both: {', '.join(unknown)})"
+        )
+    position = next(i for i, (a, b) in enumerate(zip(booster_names, features, strict=True)) if a != b)
+    raise ArtifactError(
+        f"feature order differs: the model was trained with {booster_names[position]!r} at position {position + 1} "
+        f"but {METADATA_FILE} lists {features[position]!r} there"
+    )
 
 
 @dataclass
@@ -103,6 +162,7 @@ class LoadedModel:
     reference: Runtime
     tree: Runtime | None
     tree_max_rows: int
+    tree_fallback: str | None = None
     features: tuple[str, ...] = field(init=False)
     labels: list[Any] = field(init=False)
     label_keys: list[str] = field(init=False)
@@ -155,8 +215,9 @@ def load_model(
         raise ArtifactError(
             f"the model expects {booster.num_features()} features but {METADATA_FILE} names {len(metadata['features'])}"
         )
+    check_feature_order(booster.feature_names, metadata["features"])
     reference = XGBoostRuntime(booster, objective)
-    probe = probe_rows(metadata)
+    probe = probe_rows(metadata, thresholds=split_thresholds(model_json))
     expected = reference.predict_proba(probe)
     if expected.shape != (probe.shape[0], len(metadata["classes"])):
         raise ArtifactError(
@@ -165,16 +226,20 @@ def load_model(
     if not np.isfinite(expected).all():
         raise ArtifactError("the model predicts non-finite probabilities for in-range inputs")
     tree: Runtime | None = None
+    fallback: str | None = None
     if runtime in ("auto", "tree"):
         try:
             candidate = TreeRuntime(model_json)
+            worst = float(np.abs(candidate.predict_proba(probe) - expected).max())
+            if worst > EQUIVALENCE_TOLERANCE:
+                raise NotImplementedError(
+                    f"it differs from xgboost by {worst:.2e} (> {EQUIVALENCE_TOLERANCE}) on the probe rows"
+                )
         except NotImplementedError as exc:
             if runtime == "tree":
                 raise ArtifactError(f"the tree runtime cannot serve this model: {exc}") from exc
+            fallback = str(exc)  # auto: xgboost serves every batch size; the caller logs and counts it
         else:
-            worst = float(np.abs(candidate.predict_proba(probe) - expected).max())
-            if worst > EQUIVALENCE_TOLERANCE:
-                raise ArtifactError(f"tree runtime differs from xgboost by {worst:.2e} (> {EQUIVALENCE_TOLERANCE})")
             tree = candidate
     loaded = LoadedModel(
         directory=directory,
@@ -182,6 +247,7 @@ def load_model(
         reference=reference,
         tree=tree,
         tree_max_rows=tree_max_rows if runtime == "auto" else (1 << 30 if runtime == "tree" else 0),
+        tree_fallback=fallback,
     )
     for size in (1, 8, 64):  # warm both runtimes and their allocations before readiness
         loaded.predict_proba(probe[:size])

@@ -16,5 +16,10 @@ class ApiError(Exception):
         return {"error": self.code, "detail": self.detail}
 
 
+def payload_too_large(limit: int) -> ApiError:
+    """The answer to a body over the limit, whether waitress or Flask notices it first."""
+    return ApiError(413, "payload_too_large", f"the body is larger than the limit of {limit} bytes")
+
+
 class ArtifactError(Exception):
     """A model artifact that cannot be served; the message says what is wrong with it."""

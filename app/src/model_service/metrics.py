@@ -8,6 +8,7 @@ process writes its samples there and ``/metrics`` of any process answers for all
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +19,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -66,10 +68,22 @@ class Metrics:
             "model_service_model_load_failures", "Artifacts refused at load or reload.", registry=r
         )
         self.reloads = Counter("model_service_model_reloads", "Models swapped in by a hot reload.", registry=r)
+        self.runtime_fallbacks = Counter(
+            "model_service_runtime_fallbacks",
+            "Loads where the fast tree runtime could not serve the model and xgboost serves every batch size.",
+            registry=r,
+        )
+        self._model_labels: tuple[str, str, str] | None = None
 
     def set_model(self, name: str, version: str, runtime: str, loaded_at: float) -> None:
-        self.model_info.clear()
-        self.model_info.labels(name=name, version=version, runtime=runtime).set(1)
+        labels = (name, version, runtime)
+        previous, self._model_labels = self._model_labels, labels
+        if previous is not None and previous != labels:
+            # In multiprocess mode a label set once written stays in this process' file: zero it
+            # (render() drops zero samples of this gauge) as well as removing it from memory.
+            self.model_info.labels(*previous).set(0)
+            self.model_info.remove(*previous)
+        self.model_info.labels(*labels).set(1)
         self.model_loaded.set(loaded_at)
 
     def render(self) -> tuple[bytes, str]:
@@ -77,8 +91,21 @@ class Metrics:
         if directory is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=directory)
+        registry.register(_ServedModelsOnly(multiprocess.MultiProcessCollector(None, path=directory)))
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _ServedModelsOnly:
+    """The multiprocess samples, less the model_info label sets that a process no longer serves."""
+
+    def __init__(self, inner: multiprocess.MultiProcessCollector) -> None:
+        self._inner = inner
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._inner.collect():
+            if family.name == "model_service_model_info":
+                family.samples = [sample for sample in family.samples if sample.value != 0]
+            yield family
 
 
 def process_exited(pid: int) -> None:

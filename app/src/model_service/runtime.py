@@ -79,6 +79,8 @@ class TreeRuntime:
         offset = 0
         depth = 0
         for tree in trees:
+            if int(tree.get("tree_param", {}).get("size_leaf_vector", "1") or 1) > 1:
+                raise NotImplementedError("vector-leaf trees (multi_strategy=multi_output_tree) are not supported")
             if any(int(t) != 0 for t in tree.get("split_type", [])):
                 raise NotImplementedError("categorical splits are not supported by the tree runtime")
             left = np.asarray(tree["left_children"], dtype=np.int64)

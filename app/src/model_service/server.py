@@ -11,10 +11,13 @@ import time
 from types import FrameType
 from typing import Any
 
+import orjson
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
 
 from .config import Settings
-from .errors import ArtifactError
+from .errors import ApiError, ArtifactError, payload_too_large
 
 log = logging.getLogger("model_service")
 
@@ -29,6 +32,28 @@ def sd_notify(message: str) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.connect(address)
         sock.sendall(message.encode())
+
+
+class JsonErrorTask(ErrorTask):
+    """What waitress refuses before the app sees a request (a body over the limit, malformed HTTP),
+    answered in the service's JSON error shape instead of waitress' plain text."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        if error.code == 413:
+            answer = payload_too_large(self.channel.server.adj.max_request_body_size)
+        else:
+            answer = ApiError(error.code, error.reason.lower().replace(" ", "_"), str(error.body))
+        body = orjson.dumps(answer.body())
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
 
 
 class Service:
@@ -55,11 +80,12 @@ class Service:
             threads=settings.threads,
             connection_limit=settings.connection_limit,
             channel_timeout=settings.channel_timeout,
-            # Larger than the app's limit so that Flask answers 413 in the JSON error shape.
-            max_request_body_size=settings.max_body_bytes * 64,
+            # Refused from the Content-Length header (or while chunks arrive), before any buffering.
+            max_request_body_size=settings.max_body_bytes,
             ident="model-service",
             expose_tracebacks=False,
         )
+        self.server.channel_class = JsonErrorChannel
         self._stopping = threading.Event()
         self._drainer: threading.Thread | None = None
 
@@ -109,8 +135,12 @@ class Service:
         self.server.trigger.pull_trigger(self._close_all)
 
     def _busy_channels(self) -> bool:
+        # A request still arriving (``request``), waiting or running (``requests``), or an answer
+        # still being sent (``total_outbufs_len``) is in flight; an idle keep-alive connection is not.
         return any(
-            getattr(ch, "requests", None) or getattr(ch, "total_outbufs_len", 0)
+            getattr(ch, "request", None) is not None
+            or getattr(ch, "requests", None)
+            or getattr(ch, "total_outbufs_len", 0)
             for ch in list(self.server._map.values())
         )
 

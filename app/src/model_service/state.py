@@ -57,6 +57,12 @@ class ServiceState:
                 raise
             self._model = model
             runtime = model.tree.name if model.tree is not None else model.reference.name
+            if model.tree_fallback is not None:
+                self.metrics.runtime_fallbacks.inc()
+                log.warning(
+                    "tree runtime not used",
+                    extra={"event": "runtime_fallback", "version": model.version, "reason": model.tree_fallback},
+                )
             self.metrics.set_model(model.name, model.version, runtime, model.loaded_at)
             self.metrics.ready.set(0 if self.draining else 1)
             if previous is not None:

@@ -67,7 +67,9 @@ def train(out: Path, options: TrainOptions, force: bool = False) -> dict[str, An
         "nthread": 2,
     }
     started = time.monotonic()
-    booster = xgboost.train(params, xgboost.DMatrix(data[:split], label=labels[:split]), options.rounds)
+    booster = xgboost.train(
+        params, xgboost.DMatrix(data[:split], label=labels[:split], feature_names=list(FEATURES)), options.rounds
+    )
     seconds = time.monotonic() - started
     predicted = booster.inplace_predict(data[split:]).argmax(axis=1)
     accuracy = float((predicted == labels[split:]).mean())
