@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MODELFLEET_BASE_IMAGE := $(BASE_IMAGE)
 TIMED := tools/timed
 
-.PHONY: help setup venv docker base-image lint unit molecule test site clean
+.PHONY: help setup venv docker base-image lint unit molecule fleet-test test site release rollback load teardown clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,16 +44,31 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, argument_specs 
 	@$(TIMED) ruff bash -c 'ruff check . && ruff format --check .'
 	@$(TIMED) argument-specs python tools/check_argument_specs.py roles
 
-unit: venv ## pytest: the app and the project's tools
+unit: setup ## pytest: the app and the project's tools (the collection test converges a container)
 	@$(TIMED) pytest pytest
 
 molecule: setup ## Every Molecule scenario (SCENARIOS="a b" to choose)
 	@for s in $(SCENARIOS); do $(TIMED) "molecule:$$s" molecule test -s "$$s" || exit 1; done
 
-test: setup lint unit molecule ## Everything CI runs
+fleet-test: setup ## The local fleet end to end: site, releases, failures, scaling, teardown (under load)
+	@$(TIMED) fleet pytest -p no:cacheprovider molecule/fleet
 
-site: setup ## Run site.yml against the local default inventory
+test: setup lint unit molecule fleet-test ## Everything CI runs
+
+site: setup ## Run site.yml against the local default inventory: the fleet behind the balancer
 	@$(TIMED) site ansible-playbook -i $(INVENTORY) site.yml
 
-clean: ## Remove the project's containers (the venv and base image stay)
-	-docker ps -aq --filter label=modelfleet.project | xargs -r docker rm -f
+release: setup ## Release a new model (MODEL=PATH) or code release (RELEASE=NAME) to the local fleet
+	@$(TIMED) release ansible-playbook -i $(INVENTORY) playbooks/release.yml \
+	  $(if $(MODEL),-e model_service_model_src=$(abspath $(MODEL))) $(if $(RELEASE),-e model_service_release=$(RELEASE))
+
+rollback: setup ## Go back to the image served before (IMAGE=modelfleet/app:TAG for another kept one)
+	@$(TIMED) rollback ansible-playbook -i $(INVENTORY) playbooks/rollback.yml $(if $(IMAGE),-e modelfleet_release_image=$(IMAGE))
+
+load: venv ## Prediction load through the local balancer (DURATION=30 RATE=100; PNG=path to draw it)
+	@python bench/load.py --seconds $(or $(DURATION),30) --rate $(or $(RATE),100) $(if $(PNG),--png $(PNG))
+
+teardown: venv ## Remove every container, network, volume and image of the local fleet
+	@$(TIMED) teardown ansible-playbook -i $(INVENTORY) playbooks/teardown.yml
+
+clean: teardown ## Same as teardown

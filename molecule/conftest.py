@@ -6,6 +6,7 @@ tests fails, the last journal lines of those units on the failing host are attac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,3 +25,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     for unit in getattr(item.module, "UNITS", []):
         journal = host.run(f"journalctl -u {unit} -n 40 --no-pager").stdout
         report.sections.append((f"journal of {unit} on {host.backend.get_hostname()}", journal))
+
+
+@pytest.fixture
+def exposure(host: Any) -> Any:
+    """``exposure(unit)``: systemd-analyze's exposure score of a unit (0 most locked down, 10 least)."""
+
+    def score(unit: str) -> float:
+        out = host.check_output(f"systemd-analyze security {unit} --no-pager")
+        match = re.search(r"Overall exposure level for \S+: ([\d.]+)", out)
+        assert match, out
+        print(f"systemd-analyze security {unit}: {match.group(1)}")
+        return float(match.group(1))
+
+    return score

@@ -191,7 +191,7 @@ class LoadedModel:
 
 
 def load_model(
-    directory: Path, runtime: str = "auto", tree_max_rows: int = 256, xgboost_threads: int = 1
+    directory: Path, runtime: str = "auto", tree_max_rows: int = 32, xgboost_threads: int = 1
 ) -> LoadedModel:
     """Verify, load, cross-check and warm an artifact. Raises ArtifactError on any problem."""
     directory = Path(directory).resolve()

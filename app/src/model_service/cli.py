@@ -109,6 +109,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except (ValueError, ArtifactError) as exc:
         print(f"model-service serve: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:
+        print(f"model-service serve: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
     service.run()
     return EXIT_OK
 

@@ -27,7 +27,7 @@ class Settings:
     max_body_bytes: int = 1_048_576
     max_batch_rows: int = 1000
     runtime: str = "auto"
-    tree_max_rows: int = 256
+    tree_max_rows: int = 32
     xgboost_threads: int = 1
     drain_seconds: float = 0.0
     shutdown_timeout: float = 30.0

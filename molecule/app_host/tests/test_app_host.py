@@ -83,6 +83,16 @@ def test_bad_requests_get_json_errors_through_nginx(body, content_type, status, 
     assert response.json()["detail"]
 
 
+def test_nginx_passes_every_body_the_service_accepts(instance):
+    # One limit for both (model_service_max_body_bytes, 1 MiB): just under it nginx passes the body on.
+    body = json.dumps(instance).encode()
+    padded = body[:-1] + b" " * (1_048_576 - len(body) - 1) + b"}"
+    response = polite_post("/predict", data=padded, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    response = polite_post("/predict", data=padded + b" ", headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
 def test_rate_limit_gives_429_json():
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(lambda _: requests.get(API + "/health", timeout=10), range(120)))
@@ -92,15 +102,31 @@ def test_rate_limit_gives_429_json():
     assert {r.status_code for r in responses} <= {200, 429}
 
 
-def test_metrics_endpoints_answer():
+def test_every_scrape_target_answers_on_the_metrics_listener():
     time.sleep(1)
     service = requests.get("http://127.0.0.1:18190/metrics", timeout=10).text
     assert "model_service_model_info{" in service
     assert "model_service_rows_predicted_total" in service
-    node = requests.get("http://127.0.0.1:18191/metrics", timeout=10).text
+    node = requests.get("http://127.0.0.1:18190/metrics/node", timeout=10).text
     assert "node_exporter_build_info{" in node
-    nginx = requests.get("http://127.0.0.1:18192/metrics", timeout=10).text
+    nginx = requests.get("http://127.0.0.1:18190/metrics/nginx", timeout=10).text
     assert "nginx_up 1" in nginx
+
+
+@pytest.mark.parametrize("port", [18191, 18192])
+def test_exporters_not_reachable_from_outside_but_through_the_listener(port):
+    # 9100 and 9113 are published, but the exporters listen on the host's loopback only.
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+
+
+def test_both_processes_answer_behind_nginx(host, instance):
+    for i in range(8):
+        response = polite_post("/predict", json=instance, headers={"X-Request-ID": f"spread-{i}"})
+        assert response.status_code == 200
+    lines = host.check_output("grep spread- /var/log/nginx/access.log").splitlines()
+    upstreams = {json.loads(line)["upstream"] for line in lines}
+    assert upstreams == {"127.0.0.1:8001", "127.0.0.1:8002"}
 
 
 def test_service_not_reachable_directly_from_outside(host):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -28,9 +29,11 @@ def test_layout_and_modes(host):
     current = host.file("/opt/model-service/current")
     assert current.is_symlink
     assert current.linked_to == "/opt/model-service/releases/1.0.0"
-    model = host.file("/opt/model-service/models/current")
-    assert model.linked_to == "/opt/model-service/models/demo-classifier-2.0.0"
-    assert host.file("/opt/model-service/models/demo-classifier-2.0.0/model.ubj").mode == 0o644
+    # Named by content: the sha256 of metadata.json, which holds the sha256 of every other file.
+    digest = hashlib.sha256((MODELS / "demo-v2" / "metadata.json").read_bytes()).hexdigest()[:12]
+    served = f"/opt/model-service/models/demo-classifier-2.0.0-{digest}"
+    assert host.file("/opt/model-service/models/current").linked_to == served
+    assert host.file(f"{served}/model.ubj").mode == 0o644
     config = host.file("/etc/model-service/config.toml")
     assert config.mode == 0o640
     assert config.group == "model-service"
@@ -40,8 +43,12 @@ def test_layout_and_modes(host):
 
 
 def test_installed_without_index(host):
-    pip_conf = host.run("/opt/model-service/releases/1.0.0/bin/pip config list")
-    assert "index" not in pip_conf.stdout
+    # prepare.yml pointed pip at an index that logs every request: the installs made none.
+    assert host.service("index-trap").is_running
+    assert "index-url" in host.check_output("/opt/model-service/releases/1.0.0/bin/pip config list")
+    requests_seen = host.check_output("journalctl -u index-trap -o cat --no-pager | grep -c 'GET ' || true")
+    assert requests_seen.strip() == "0"
+    assert host.file("/opt/model-service/releases/1.0.0/.build-sha256").exists
     freeze = host.check_output("/opt/model-service/releases/1.0.0/bin/pip freeze")
     assert "modelfleet-model-service" in freeze
     assert "xgboost-cpu==3.2.0" in freeze
@@ -105,8 +112,10 @@ def test_access_log_in_journal(host):
     assert entries[-1]["path"] == "/health"
 
 
-def test_unit_exposure_is_ok(host):
-    out = host.check_output("systemd-analyze security model-service@8001.service --no-pager")
-    score = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
-    print(f"systemd-analyze security model-service@8001.service: {score}")
-    assert score <= 2.0, out
+def test_unit_limits_memory_and_tasks(host):
+    props = host.check_output("systemctl show model-service@8001 -p MemoryMax -p TasksMax")
+    assert dict(line.split("=", 1) for line in props.splitlines()) == {"MemoryMax": str(1 << 30), "TasksMax": "64"}
+
+
+def test_unit_exposure_is_low(exposure):
+    assert exposure("model-service@8001.service") <= 2.0

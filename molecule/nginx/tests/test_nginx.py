@@ -106,6 +106,21 @@ def test_metrics_not_public_but_on_metrics_port(host):
     assert json.loads(body)["path"] == "/metrics"
 
 
+def test_exporters_only_on_loopback_and_behind_the_metrics_listener(host):
+    assert host.socket("tcp://127.0.0.1:9113").is_listening
+    assert not host.socket("tcp://0.0.0.0:9113").is_listening
+    status, _, body = curl(host, "http://127.0.0.1:9180/metrics/nginx")
+    assert status == 200
+    assert "nginx_up 1" in body
+
+
+def test_metrics_listener_refuses_addresses_off_the_allow_list(host):
+    # The container's own network address is not on the allow-list (loopback only in this scenario).
+    address = host.check_output("hostname -I").split()[0]
+    status, _, _ = curl(host, f"http://{address}:9180/metrics/nginx")
+    assert status == 403
+
+
 def test_json_access_log(host):
     curl(host, "-H 'X-Request-ID: log-check-1' http://127.0.0.1/health")
     lines = host.check_output("grep log-check-1 /var/log/nginx/access.log").splitlines()
@@ -118,9 +133,18 @@ def test_json_access_log(host):
 
 def test_exporter_reads_stub_status(host):
     assert "Active connections" in host.check_output("curl -fsS http://127.0.0.1:8080/stub_status")
-    metrics = host.check_output("curl -fsS http://127.0.0.1:9113/metrics")
+    metrics = host.check_output("curl -fsS http://127.0.0.1:9180/metrics/nginx")
     assert "nginx_up 1" in metrics
     assert "nginx_connections_accepted" in metrics
+
+
+def test_exporter_unit_exposure_is_low(exposure):
+    assert exposure("prometheus-nginx-exporter.service") <= 2.0
+
+
+def test_nginx_unit_exposure(exposure):
+    # nginx's master needs root to bind port 80 and switch users: 9.6 as Debian ships it.
+    assert exposure("nginx.service") <= 4.5
 
 
 def test_unit_is_hardened(host):

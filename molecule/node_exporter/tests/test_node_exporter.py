@@ -33,7 +33,8 @@ def test_runs_as_unprivileged_user(host):
 
 
 def test_listens_on_configured_port(host):
-    assert host.socket("tcp://0.0.0.0:9100").is_listening
+    assert host.socket("tcp://127.0.0.1:9100").is_listening
+    assert not host.socket("tcp://0.0.0.0:9100").is_listening
 
 
 def test_metrics_endpoint(host):
@@ -57,6 +58,10 @@ def test_textfile_collector_publishes_files(host):
         assert "modelfleet_textfile_probe 42" in metrics(host)
     finally:
         host.run("rm -f /var/lib/prometheus/node-exporter/probe.prom")
+
+
+def test_unit_exposure_is_low(exposure):
+    assert exposure("prometheus-node-exporter.service") <= 2.0
 
 
 def test_unit_is_hardened(host):

@@ -1,0 +1,225 @@
+"""The local fleet end to end, the way a user drives it: site.yml, releases, failures, scaling, teardown.
+
+The tests share one fleet and run in order (each starts from the state the previous one left). Load
+goes through the balancer on 127.0.0.1 only, at a moderate bounded rate, and every request is counted:
+one failed request fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "bench"))
+from load import LoadResult, draw_png, instance_from, run_load, write_csv  # noqa: E402
+
+URL = "http://127.0.0.1:8080"
+WORK = ROOT / "build" / "fleet-test"
+DEMO = ROOT / "build" / "models" / "demo-classifier"
+RATE = 50  # requests per second: enough to see every step, little enough to leave CPU to Ansible
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def playbook(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "inventories/local", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1200,
+    )
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9]+", "-", " ".join(args))[:80]
+    (WORK / "logs" / f"{time.strftime('%H%M%S')}-{name}.log").write_text(result.stdout + result.stderr)
+    if check:
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    return result
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+def app_hosts() -> list[str]:
+    out = docker("ps", "--filter", "label=modelfleet.role=app", "--filter", "status=running", "--format", "{{.Names}}")
+    return sorted(out.split())
+
+
+def served_versions() -> dict[str, str]:
+    """What each running app host serves, asked on the host itself (/model)."""
+    versions = {}
+    for host in app_hosts():
+        model = json.loads(docker("exec", host, "curl", "-fsS", "http://127.0.0.1/model"))
+        versions[host] = str(model["version"])
+    return versions
+
+
+def train(name: str, version: str, *extra: str) -> Path:
+    out = WORK / "models" / name
+    if not (out / "metadata.json").exists():
+        cmd = [str(BIN / "model-service"), "train", "--out", str(out), "--model-version", version, *extra]
+        subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+@contextmanager
+def load(name: str, seconds: float = 900) -> Iterator[LoadResult]:
+    """Bounded load through the balancer while the block runs; the result fills in when it ends."""
+    result = LoadResult()
+    stop = threading.Event()
+
+    def run() -> None:
+        done = run_load(URL, instance_from(DEMO), rate=RATE, seconds=seconds, stop=stop)
+        result.samples, result.seconds = done.samples, done.seconds
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(2)
+    try:
+        yield result
+    finally:
+        time.sleep(2)
+        stop.set()
+        thread.join(60)
+        write_csv(result, WORK / f"{name}.csv")
+        draw_png(result, WORK / f"{name}.png", name.replace("-", " "))
+        print(f"{name}: {result.summary()}")
+
+
+def wait_for(check, timeout: float, what: str) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if check():
+            return time.monotonic() - began
+        time.sleep(1)
+    raise AssertionError(f"{what} not within {timeout} s")
+
+
+def recap_changed(output: str) -> dict[str, int]:
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+def test_site_from_nothing_serves_through_the_balancer() -> None:
+    playbook("playbooks/teardown.yml")
+    first = playbook("site.yml")
+    assert "Predictions: http://127.0.0.1:8080/predict (2 hosts)" in first.stdout
+    hosts = app_hosts()
+    assert len(hosts) == 2
+    images = {docker("inspect", "-f", "{{.Config.Image}}", h).strip() for h in hosts}
+    assert len(images) == 1
+    assert next(iter(images)).startswith("modelfleet/app:1.0.0-")
+    labels = json.loads(docker("image", "inspect", "-f", "{{json .Config.Labels}}", next(iter(images))))
+    assert labels["modelfleet.model-version"] == "1.0.0"
+    assert labels["modelfleet.model-sha256"]
+    from model_service.app import create_app
+    from model_service.config import Settings
+
+    instance = instance_from(DEMO)
+    expected = create_app(Settings(model_path=DEMO, access_log=False)).test_client().post("/predict", json=instance)
+    import requests
+
+    answer = requests.post(URL + "/predict", json=instance, timeout=10)
+    assert answer.status_code == 200
+    assert answer.json()["predicted_class"] == expected.get_json()["predicted_class"]
+    for label, p in expected.get_json()["probabilities"].items():
+        assert abs(answer.json()["probabilities"][label] - p) <= 1e-5
+    again = playbook("site.yml")
+    assert set(recap_changed(again.stdout).values()) == {0}, again.stdout[-3000:]
+
+
+def test_release_under_load_fails_no_request() -> None:
+    model = train("v2", "2.0.0", "--rows", "3000", "--rounds", "30", "--seed", "11")
+    with load("release-2-hosts") as result:
+        playbook("playbooks/release.yml", "-e", f"model_service_model_src={model}")
+    assert result.failed == 0, result.failures
+    assert result.total >= 5000, result.summary()
+    assert set(result.versions) == {"1.0.0", "2.0.0"}
+    assert set(served_versions().values()) == {"2.0.0"}
+    assert len(app_hosts()) == 2
+
+
+def _broken_artifact() -> Path:
+    from model_service.artifact import write_metadata
+
+    out = WORK / "models" / "broken"
+    if not out.exists():
+        subprocess.run(["cp", "-r", str(train("v2", "2.0.0")), str(out)], check=True)
+        (out / "model.ubj").write_bytes(b"not an xgboost model")
+        meta = json.loads((out / "metadata.json").read_text())
+        meta.pop("files")
+        meta["version"] = "3.0.0"
+        write_metadata(out, meta)  # checksums match: only validation on the builder can refuse it
+    return out
+
+
+def _left_behind() -> str:
+    return docker("ps", "-a", "--filter", "label=modelfleet.role=builder", "--format", "{{.Names}}").strip()
+
+
+def test_release_of_an_artifact_that_fails_validation_stops_cleanly() -> None:
+    before = served_versions()
+    with load("release-broken-artifact") as result:
+        failed = playbook("playbooks/release.yml", "-e", f"model_service_model_src={_broken_artifact()}", check=False)
+    assert failed.returncode != 0
+    output = failed.stdout + failed.stderr
+    assert "Release stopped: the bake of modelfleet/app:1.0.0-" in output
+    assert "failed validation" in output
+    assert result.failed == 0, result.failures
+    assert served_versions() == before
+    assert _left_behind() == ""
+
+
+def test_release_whose_hosts_never_get_ready_stops_cleanly() -> None:
+    before = served_versions()
+    base = os.environ.get("MODELFLEET_BASE_IMAGE", "modelfleet/debian-systemd:bookworm")
+    with load("release-never-ready") as result:
+        image, timeout = f"modelfleet_release_image={base}", "modelfleet_host_ready_timeout=16"
+        failed = playbook("playbooks/rollback.yml", "-e", image, "-e", timeout, check=False)
+    assert failed.returncode != 0
+    assert "did not answer /ready within 16 s" in failed.stdout + failed.stderr
+    assert result.failed == 0, result.failures
+    assert served_versions() == before
+    assert len(app_hosts()) == 2
+
+
+def test_killed_host_is_routed_around_and_replaced() -> None:
+    victim = app_hosts()[0]
+    with load("host-killed") as result:
+        docker("kill", victim)
+        took = wait_for(lambda: len(served_versions()) == 2, 90, "two hosts serving again")
+        time.sleep(3)
+    print(f"back to 2 hosts {took:.0f} s after the kill")
+    assert result.failed == 0, result.failures
+
+
+def test_scale_out_and_in_under_load() -> None:
+    with load("scale-2-3-2") as result:
+        playbook("site.yml", "-e", "modelfleet_local_app_count=3")
+        assert len(served_versions()) == 3
+        playbook("site.yml", "-e", "modelfleet_local_app_count=2")
+    assert len(served_versions()) == 2
+    assert result.failed == 0, result.failures
+
+
+def test_teardown_leaves_nothing() -> None:
+    playbook("playbooks/teardown.yml")
+    playbook("playbooks/teardown.yml")
+    assert docker("ps", "-a", "--filter", "label=modelfleet.project=modelfleet", "-q").strip() == ""
+    assert docker("network", "ls", "--filter", "label=modelfleet.project=modelfleet", "-q").strip() == ""
+    assert docker("volume", "ls", "--filter", "label=modelfleet.project=modelfleet", "-q").strip() == ""
+    assert docker("images", "-q", "modelfleet/app").strip() == ""
