@@ -41,7 +41,7 @@ def test_ports(host):
     assert host.socket("tcp://0.0.0.0:9180").is_listening
     assert host.socket("tcp://127.0.0.1:8080").is_listening
     assert not host.socket("tcp://0.0.0.0:8080").is_listening
-    assert host.socket("tcp://:::9113").is_listening or host.socket("tcp://0.0.0.0:9113").is_listening
+    assert host.socket("tcp://127.0.0.1:9113").is_listening
 
 
 def test_proxies_with_request_id_and_security_headers(host):
@@ -77,6 +77,12 @@ def test_body_over_limit_gets_json_413(host):
     assert json.loads(body)["error"] == "payload_too_large"
 
 
+def test_connection_limit_per_client_is_in_force(host):
+    config = host.check_output("nginx -T 2>/dev/null")
+    assert "limit_conn_zone $binary_remote_addr zone=modelfleet_conn_per_client" in config
+    assert "limit_conn modelfleet_conn_per_client 32;" in config
+
+
 def test_rate_limit_gets_json_429(host):
     out = host.check_output(
         "for i in $(seq 1 40); do curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.1/health & done; wait"
@@ -92,7 +98,7 @@ def test_rate_limit_gets_json_429(host):
     assert status == 429
     assert json.loads(body) == {
         "error": "rate_limited",
-        "detail": "more than 5 requests per second from this client; slow down and retry",
+        "detail": "more than 5 requests per second or 32 connections from this client; slow down and retry",
     }
     assert headers["x-request-id"]
 
