@@ -7,6 +7,7 @@ They are pure functions of their inputs, so the release and scale logic they car
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 
@@ -52,8 +53,10 @@ def batches(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def previous_image(records: list[dict[str, Any]]) -> str:
-    """From the release record (oldest first), the image served before the one served now."""
+def previous_image(records: list[dict[str, Any]] | str) -> str:
+    """From the release record (oldest first; JSON lines or parsed), the image served before the one served now."""
+    if isinstance(records, str):
+        records = [json.loads(line) for line in records.splitlines() if line.strip()]
     served = [r["image"] for r in records if r.get("result") == "succeeded" and r.get("image")]
     if not served:
         raise ValueError("the release record has no successful release")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ def test_previous_image_is_the_last_other_image_served() -> None:
     ]
     assert fleet.previous_image(records) == "app:b"
     assert fleet.previous_image(records[:2]) == "app:a"
+    assert fleet.previous_image("\n".join(json.dumps(r) for r in records) + "\n") == "app:b"
     with pytest.raises(ValueError, match="nothing to roll back to"):
         fleet.previous_image(records[:1])
     with pytest.raises(ValueError, match="no successful release"):
