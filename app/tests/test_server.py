@@ -264,3 +264,26 @@ def test_serve_reads_config_file_and_env(tmp_path, artifact, live) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_live_gauges_of_dead_processes_are_swept_at_start(live, artifact, tmp_path) -> None:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    # A process that loaded a model and died without cleaning up (killed, or failed to bind).
+    script = (
+        "import os\n"
+        "from model_service.metrics import Metrics\n"
+        "Metrics().set_model('demo-classifier', '0.9.0', 'tree', 0.0)\n"
+        "os._exit(0)\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    assert list(directory.glob("gauge_liveall_*.db"))
+    service = live(artifact, metrics_dir=str(directory))
+    info = [
+        line
+        for line in requests.get(service.url + "/metrics", timeout=5).text.splitlines()
+        if line.startswith("model_service_model_info{")
+    ]
+    assert len(info) == 1, info
+    assert 'version="1.0.0"' in info[0]

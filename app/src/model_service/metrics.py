@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -112,3 +113,22 @@ def process_exited(pid: int) -> None:
     """Drop the live gauges of a process that has gone (multiprocess mode only)."""
     if multiprocess_dir() is not None:
         multiprocess.mark_process_dead(pid)
+
+
+def sweep_dead_processes(directory: str) -> list[int]:
+    """Drop the live gauges of processes that died without saying so (killed, or failed to start).
+
+    Called by each process at start: otherwise /metrics keeps reporting them, with their model
+    versions, until the directory is emptied.
+    """
+    swept = []
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+            swept.append(pid)
+        except PermissionError:
+            pass  # alive, another user's
+    return sorted(set(swept))

@@ -66,14 +66,28 @@ class Service:
         from waitress.server import create_server
 
         from .app import create_app
-        from .metrics import Metrics
+        from .metrics import Metrics, process_exited, sweep_dead_processes
         from .state import ServiceState
+
+        if settings.metrics_dir is not None:
+            sweep_dead_processes(str(settings.metrics_dir))
 
         self.settings = settings
         self.state = ServiceState(settings, Metrics())
         self.state.load()  # raises ArtifactError: the process exits before it listens
         self.app = create_app(settings, self.state)
-        self.server: Any = create_server(
+        try:
+            self.server: Any = self._listen(create_server)
+        except OSError:
+            process_exited(os.getpid())  # the model was loaded: take its live gauges back
+            raise
+        self.server.channel_class = JsonErrorChannel
+        self._stopping = threading.Event()
+        self._drainer: threading.Thread | None = None
+
+    def _listen(self, create_server: Any) -> Any:
+        settings = self.settings
+        return create_server(
             self.app,
             host=settings.host,
             port=settings.port,
@@ -85,9 +99,6 @@ class Service:
             ident="model-service",
             expose_tracebacks=False,
         )
-        self.server.channel_class = JsonErrorChannel
-        self._stopping = threading.Event()
-        self._drainer: threading.Thread | None = None
 
     @property
     def port(self) -> int:
