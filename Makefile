@@ -51,7 +51,7 @@ molecule: setup ## Every Molecule scenario (SCENARIOS="a b" to choose)
 	@for s in $(SCENARIOS); do $(TIMED) "molecule:$$s" molecule test -s "$$s" || exit 1; done
 
 fleet-test: setup ## The local fleet end to end: site, releases, failures, scaling, teardown (under load)
-	@$(TIMED) fleet pytest -p no:cacheprovider molecule/fleet
+	@$(TIMED) fleet pytest -p no:cacheprovider -v -s molecule/fleet
 
 test: setup lint unit molecule fleet-test ## Everything CI runs
 
