@@ -6,7 +6,7 @@ Needs a running local fleet whose per-client limits do not cap the load (the lim
 client may take; this measures capacity):
 
     ansible-playbook -i inventories/local playbooks/release.yml -e model_service_release=bench \\
-      -e nginx_rate_limit_rps=100000 -e nginx_rate_limit_burst=100000 -e nginx_limit_conn_per_client=100000
+      -e nginx_rate_limit_rps=100000 -e nginx_rate_limit_burst=100000 -e nginx_limit_conn_per_client=10000
 
 Both loads run the same closed-loop generator (bench/load.py) inside a container against that
 container's own loopback: in the balancer's container against the balancer (which spreads over every
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 SNIPPET = """
 import json, sys
-sys.path.insert(0, "/tmp")
+sys.path.insert(0, "/root")
 from load import run_load
 instance = json.loads(sys.argv[1])
 result = run_load("http://127.0.0.1:80", instance, rate=0, concurrency=int(sys.argv[2]), seconds=float(sys.argv[3]))
@@ -38,7 +38,7 @@ def docker(*args: str) -> str:
 
 
 def measure(container: str, instance: dict[str, float], concurrency: int, seconds: float) -> dict[str, object]:
-    docker("cp", str(ROOT / "load.py"), f"{container}:/tmp/load.py")
+    docker("cp", str(ROOT / "load.py"), f"{container}:/root/load.py")
     out = docker("exec", container, "python3", "-c", SNIPPET, json.dumps(instance), str(concurrency), str(seconds))
     return json.loads(out.splitlines()[-1])
 
