@@ -16,12 +16,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MODELFLEET_BASE_IMAGE := $(BASE_IMAGE)
 TIMED := tools/timed
 
-.PHONY: help setup venv docker base-image lint unit molecule fleet-test test site release rollback load teardown clean
+.PHONY: help setup venv tools docker base-image lint unit molecule fleet-test test site release rollback load teardown clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-setup: venv docker base-image ## Controller venv, Docker engine and base image (seconds when present)
+setup: venv tools docker base-image ## Controller venv, tools, Docker engine and base image (seconds when present)
 
 venv: $(VENV)/.installed ## Create .venv with the pinned toolchain and the app
 
@@ -31,6 +31,11 @@ $(VENV)/.installed: requirements.txt app/pyproject.toml
 	  && $(VENV)/bin/pip install -q -r requirements.txt \
 	  && $(VENV)/bin/pip install -q -e "app[test]"'
 	@touch $@
+
+tools: venv ## This repository as the collection modelfleet.fleet, and promtool/amtool/prometheus for tests
+	@mkdir -p collections/ansible_collections/modelfleet
+	@ln -sfn ../../.. collections/ansible_collections/modelfleet/fleet
+	@$(TIMED) prometheus-tools tools/install-prometheus-tools.sh
 
 docker: ## Make sure a Docker engine answers (installs and starts Debian's docker.io if needed)
 	@$(TIMED) docker tools/ensure-docker.sh

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from load import LoadResult, draw_png, instance_from, run_load, write_csv  # noqa: E402
 
 URL = "http://127.0.0.1:8080"
+PROMETHEUS = "http://127.0.0.1:9090"
 WORK = ROOT / "build" / "fleet-test"
 DEMO = ROOT / "build" / "models" / "demo-classifier"
 RATE = 50  # requests per second: enough to see every step, little enough to leave CPU to Ansible
@@ -113,6 +114,18 @@ def wait_for(check, timeout: float, what: str) -> float:
     raise AssertionError(f"{what} not within {timeout} s")
 
 
+def prometheus(query: str) -> list[dict]:
+    import requests
+
+    answer = requests.get(f"{PROMETHEUS}/api/v1/query", params={"query": query}, timeout=10).json()
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def releases() -> list[dict]:
+    return [json.loads(line) for line in (ROOT / "build/state/releases.jsonl").read_text().splitlines()]
+
+
 def recap_changed(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
 
@@ -143,6 +156,13 @@ def test_site_from_nothing_serves_through_the_balancer() -> None:
         assert abs(answer.json()["probabilities"][label] - p) <= 1e-5
     again = playbook("site.yml")
     assert set(recap_changed(again.stdout).values()) == {0}, again.stdout[-3000:]
+    # Prometheus found every host by itself, and each target carries the release it serves.
+    assert "Prometheus: http://127.0.0.1:9090/alerts   Alertmanager: http://127.0.0.1:9093" in again.stdout
+    names = {h.removeprefix("/") for h in hosts}
+    wait_for(lambda: len(prometheus('up{job=~"model_service|node|nginx"} == 1')) == 6, 60, "6 app targets up")
+    up = prometheus('up{job=~"model_service|node|nginx"}')
+    assert {r["metric"]["instance"] for r in up} == names
+    assert {r["metric"]["release"] for r in up} == {next(iter(images)).split(":")[1]}
 
 
 def test_release_under_load_fails_no_request() -> None:
@@ -152,6 +172,38 @@ def test_release_under_load_fails_no_request() -> None:
     assert result.failed == 0, result.failures
     assert result.total >= 5000, result.summary()
     assert set(result.versions) == {"1.0.0", "2.0.0"}
+    assert set(served_versions().values()) == {"2.0.0"}
+    assert len(app_hosts()) == 2
+    gate = releases()[-1]["canary"]
+    print(f"canary gate: {gate}")
+    assert gate["verdict"] == "promote"
+    assert gate["canary"]["requests"] >= 100
+    assert gate["canary"]["ready"] is True
+
+
+def test_much_slower_release_is_rolled_back_by_the_canary_gate() -> None:
+    # 6,000 trees of depth 10 instead of 30 of depth 6: the same answers' shape, each one slower.
+    slow = train("slow", "2.1.0", "--rows", "3000", "--rounds", "6000", "--max-depth", "10", "--seed", "12")
+    with load("release-slow-canary") as result:
+        failed = playbook("playbooks/release.yml", "-e", f"model_service_model_src={slow}", check=False)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0, output[-3000:]
+    assert "Release rolled back by the canary gate: rollback: canary" in output
+    record = releases()[-1]
+    print(f"canary gate: {record['canary']}")
+    assert record["result"] == "rolled back"
+    assert record["canary"]["verdict"] == "rollback"
+    assert any(reason.startswith("p99 ") for reason in record["canary"]["reasons"]), record
+    assert record["canary"]["canary"]["p99_seconds"] > record["canary"]["baseline"]["p99_seconds"]
+    # Nothing failed, and only the canary's share of requests (1 host of 3, while it served) met the
+    # slow release; the fleet serves what it served before.
+    assert result.failed == 0, result.failures
+    served = [s.started for s in result.samples if s.outcome == "ok" and s.version == "2.1.0"]
+    assert served, "the canary took no traffic"
+    during = [s for s in result.samples if served[0] <= s.started <= served[-1]]
+    share = len(served) / len(during)
+    print(f"while the canary served ({served[-1] - served[0]:.0f} s): {share:.1%} of {len(during)} requests met it")
+    assert share < 0.45
     assert set(served_versions().values()) == {"2.0.0"}
     assert len(app_hosts()) == 2
 
@@ -241,7 +293,7 @@ def test_rollback_goes_back_to_the_image_served_before() -> None:
         playbook("playbooks/rollback.yml")
     assert set(served_versions().values()) == {"1.0.0"}
     assert result.failed == 0, result.failures
-    record = [json.loads(line) for line in (ROOT / "build/state/releases.jsonl").read_text().splitlines()]
+    record = releases()
     assert [r["result"] for r in record][-1] == "succeeded"
     assert "failed" in [r["result"] for r in record]
 

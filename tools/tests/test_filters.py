@@ -65,3 +65,47 @@ def test_fleet_hosts_from_container_labels() -> None:
 
 def test_filters_are_registered() -> None:
     assert set(fleet.FilterModule().filters()) == {"free_addresses", "batches", "previous_image", "fleet_hosts"}
+
+
+_MSPEC = importlib.util.spec_from_file_location(
+    "monitoring_filters", Path(__file__).parents[2] / "plugins/filter/monitoring.py"
+)
+monitoring = importlib.util.module_from_spec(_MSPEC)
+_MSPEC.loader.exec_module(monitoring)
+
+
+def test_prometheus_file_sd_groups_are_stable_and_labelled() -> None:
+    targets = [
+        {"address": "172.31.250.11", "labels": {"release": "r2", "instance": "app-11"}},
+        {"address": "172.31.250.10", "labels": {"instance": "app-10", "release": "r1"}},
+    ]
+    assert monitoring.prometheus_file_sd(targets, 9180) == [
+        {"targets": ["172.31.250.10:9180"], "labels": {"instance": "app-10", "release": "r1"}},
+        {"targets": ["172.31.250.11:9180"], "labels": {"instance": "app-11", "release": "r2"}},
+    ]
+    assert monitoring.prometheus_file_sd([], 9180) == []
+    with pytest.raises(ValueError, match="needs an address"):
+        monitoring.prometheus_file_sd([{"labels": {}}], 9180)
+
+
+def test_fleet_targets_are_the_running_hosts_with_their_release() -> None:
+    hosts = [
+        {"name": "modelfleet-app-10", "address": "172.31.250.10", "image": "modelfleet/app:1.0.0-abc", "running": True},
+        {
+            "name": "modelfleet-app-11",
+            "address": "172.31.250.11",
+            "image": "modelfleet/app:1.0.0-abc",
+            "running": False,
+        },
+    ]
+    assert monitoring.fleet_targets(hosts) == [
+        {
+            "address": "172.31.250.10",
+            "labels": {"instance": "modelfleet-app-10", "release": "1.0.0-abc", "image": "modelfleet/app:1.0.0-abc"},
+        }
+    ]
+
+
+def test_image_release_is_the_tag() -> None:
+    assert monitoring.image_release("modelfleet/app:1.0.0-0123abcd") == "1.0.0-0123abcd"
+    assert monitoring.image_release("registry:5000/modelfleet/app:2.0.0-ff") == "2.0.0-ff"

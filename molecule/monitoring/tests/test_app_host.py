@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+testinfra_hosts = ["ansible://mf-app_host"]
 API = "http://127.0.0.1:18180"
 MODEL = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "build" / "molecule" / "models" / "demo-v1"
 UNITS = ["nginx", "model-service@8001", "model-service@8002", "prometheus-node-exporter", "prometheus-nginx-exporter"]

@@ -1,0 +1,62 @@
+"""Grafana's configuration, provisioning and dashboards as written on the host (not installed here)."""
+
+from __future__ import annotations
+
+import configparser
+import json
+
+import yaml
+
+DASHBOARDS = "/var/lib/grafana/dashboards/modelfleet"
+
+
+def ini(host) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(host.file("/etc/grafana/grafana.ini").content_string)
+    return parser
+
+
+def test_grafana_is_not_installed_here(host):
+    assert not host.package("grafana").is_installed
+
+
+def test_grafana_ini_locks_the_door(host):
+    config = ini(host)
+    assert config["auth.anonymous"]["enabled"] == "false"
+    assert config["users"]["allow_sign_up"] == "false"
+    assert config["security"]["admin_password"] == '"""example-grafana-admin-password"""'
+    assert config["analytics"]["reporting_enabled"] == "false"
+    assert config["server"]["http_port"] == "3000"
+    f = host.file("/etc/grafana/grafana.ini")
+    assert f.mode == 0o640
+
+
+def test_the_datasource_is_provisioned(host):
+    provisioned = yaml.safe_load(host.file("/etc/grafana/provisioning/datasources/modelfleet.yml").content_string)
+    (source,) = provisioned["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["uid"] == "prometheus"
+    assert source["url"] == "http://prometheus.internal:9090"
+    assert source["isDefault"] is True
+
+
+def test_the_dashboards_folder_is_provisioned(host):
+    provisioned = yaml.safe_load(host.file("/etc/grafana/provisioning/dashboards/modelfleet.yml").content_string)
+    (provider,) = provisioned["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == DASHBOARDS
+
+
+def test_dashboards_are_json_and_query_the_provisioned_datasource(host):
+    names = host.check_output(f"ls {DASHBOARDS}").split()
+    assert names == ["modelfleet-hosts.json", "modelfleet-service.json"]
+    for name in names:
+        dashboard = json.loads(host.file(f"{DASHBOARDS}/{name}").content_string)
+        assert dashboard["uid"].startswith("modelfleet-")
+        (source,) = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
+        assert source["query"] == "prometheus"
+        for panel in dashboard["panels"]:
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == "${datasource}"
+                assert target["expr"].strip()

@@ -1,0 +1,123 @@
+"""The monitoring host watching the app host: targets, queries, rules, dashboards, an alert end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import testinfra
+
+testinfra_hosts = ["ansible://mf-monitoring"]
+UNITS = ["prometheus", "prometheus-alertmanager"]
+ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+APP_JOBS = {"model_service", "node", "nginx"}
+# PromQL words that are not metric names.
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
+
+
+def api(host, path: str):
+    return json.loads(host.check_output(f"curl -fsS 'http://127.0.0.1:9090/api/v1/{path}'"))["data"]
+
+
+def query(host, promql: str) -> list[dict]:
+    data = host.check_output(f"curl -fsS --data-urlencode 'query={promql}' http://127.0.0.1:9090/api/v1/query")
+    return json.loads(data)["data"]["result"]
+
+
+def metric_names(promql: str) -> set[str]:
+    """The metric names a PromQL expression reads (not functions, labels, keywords or numbers)."""
+    text = re.sub(r'"[^"]*"', "", promql)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        following = text[match.end() :].lstrip()
+        word = match.group(0)
+        if following.startswith("(") or word in KEYWORDS or word.startswith("$"):
+            continue
+        names.add(word)
+    return names
+
+
+def wait(what: str, timeout: float, check):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        time.sleep(2)
+
+
+def test_every_expected_target_is_up(host):
+    def all_up():
+        targets = api(host, "targets")["activeTargets"]
+        up = {(t["labels"]["job"], t["labels"]["instance"]) for t in targets if t["health"] == "up"}
+        return up if {(job, "mf-app_host") for job in APP_JOBS} <= up else None
+
+    up = wait("every app job up", 60, all_up)
+    assert {job for job, _ in up} == APP_JOBS | {"prometheus", "alertmanager"}
+
+
+def test_a_model_service_metric_returns_samples(host):
+    result = wait("model_service_ready samples", 30, lambda: query(host, 'model_service_ready{instance="mf-app_host"}'))
+    assert len(result) == 2, "one sample per process"
+    assert {r["value"][1] for r in result} == {"1"}
+    assert {r["metric"]["release"] for r in result} == {"molecule"}
+
+
+def test_rules_are_loaded_and_every_metric_they_read_is_scraped(host):
+    groups = api(host, "rules")["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) == 23
+    assert all(rule["health"] == "ok" for rule in rules), [r for r in rules if r["health"] != "ok"]
+    for rule in rules:
+        if rule["type"] == "alerting":
+            assert rule["labels"]["severity"] in {"critical", "warning"}
+            assert rule["annotations"]["summary"]
+            assert rule["annotations"]["runbook"]
+    recorded = {rule["name"] for rule in rules if rule["type"] == "recording"}
+    exported = set(api(host, "label/__name__/values"))
+    read = set().union(*(metric_names(rule["query"]) for rule in rules))
+    assert read - recorded - exported == set()
+
+
+def test_every_dashboard_query_names_only_metrics_that_are_exported(host):
+    recorded = {rule["name"] for group in api(host, "rules")["groups"] for rule in group["rules"]}
+    exported = set(api(host, "label/__name__/values"))
+    for path in sorted((ROOT / "roles/grafana/files/dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                names = metric_names(target["expr"])
+                assert names, target["expr"]
+                missing = names - recorded - exported
+                assert not missing, f"{path.name} / {panel['title']}: {sorted(missing)} in {target['expr']}"
+
+
+def test_a_stopped_model_service_fires_an_alert_that_alertmanager_receives(host):
+    app = testinfra.get_host("ansible://mf-app_host", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    app.run_expect([0], "systemctl stop model-service@8001 model-service@8002")
+    try:
+
+        def firing():
+            alerts = api(host, "alerts")["alerts"]
+            return [a for a in alerts if a["labels"]["alertname"] == "ModelServiceDown" and a["state"] == "firing"]
+
+        (alert,) = wait("ModelServiceDown firing", 150, firing)
+        assert alert["labels"]["instance"] == "mf-app_host"
+        assert alert["labels"]["severity"] == "critical"
+
+        def received():
+            out = host.check_output("curl -fsS http://127.0.0.1:9093/api/v2/alerts")
+            return [a for a in json.loads(out) if a["labels"]["alertname"] == "ModelServiceDown"]
+
+        (got,) = wait("Alertmanager receiving ModelServiceDown", 30, received)
+        assert got["status"]["state"] == "active"
+        assert got["annotations"]["runbook"]
+    finally:
+        app.run_expect([0], "systemctl start model-service@8001 model-service@8002")

@@ -1,0 +1,380 @@
+#!/usr/bin/python
+"""Ansible module: judge a canary release from live Prometheus metrics (promote or roll back)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: canary_gate
+short_description: Judge a canary release against its baseline from live Prometheus metrics
+description:
+  - >-
+    Watches the canary (the hosts of the new release, which already take a share of live traffic) for
+    O(window) seconds, then asks Prometheus how it compares with the baseline (the hosts of the release
+    serving before) in the ratio of 5xx answers, the p99 latency of predictions, and whether every canary
+    host was scraped and ready during the whole window.
+  - >-
+    The verdict is C(promote) or C(rollback), with the numbers it is based on and the reasons. A
+    verdict is only given once the canary answered O(min_requests) requests; until then the window
+    slides, for at most O(max_wait) seconds, after which O(on_too_few_requests) decides.
+  - >-
+    The module only reads; acting on the verdict is the playbook's part, so that every provider (the
+    local fleet's first batch, a weighted target group on AWS) uses the same judgement.
+version_added: "1.1.0"
+author: modelfleet
+options:
+  prometheus_url:
+    description: Base URL of the Prometheus HTTP API.
+    type: str
+    default: http://127.0.0.1:9090
+  canary:
+    description: PromQL label matchers that select the canary's series, such as C(release="1.1.0-abc").
+    type: str
+    required: true
+  baseline:
+    description: Label matchers that select the baseline's series, such as C(release!="1.1.0-abc").
+    type: str
+    required: true
+  job:
+    description: Scrape job of the model service.
+    type: str
+    default: model_service
+  route:
+    description: Route whose requests are judged.
+    type: str
+    default: /predict
+  window:
+    description: Seconds of live traffic the verdict is based on.
+    type: int
+    default: 120
+  min_requests:
+    description: Requests the canary must have answered in the window before any verdict.
+    type: int
+    default: 200
+  max_wait:
+    description: Seconds to wait for O(min_requests) in total, including the first window.
+    type: int
+    default: 600
+  poll_interval:
+    description: Seconds between two looks while waiting for enough requests.
+    type: int
+    default: 5
+  max_error_ratio:
+    description: Ceiling of the canary's 5xx ratio, whatever the baseline's.
+    type: float
+    default: 0.01
+  max_error_ratio_increase:
+    description: How much the canary's 5xx ratio may exceed the baseline's.
+    type: float
+    default: 0.005
+  max_p99_seconds:
+    description: Ceiling of the canary's p99 latency in seconds, whatever the baseline's.
+    type: float
+    default: 0.5
+  max_p99_ratio:
+    description: How many times the baseline's p99 the canary's may be (see O(p99_tolerance_seconds)).
+    type: float
+    default: 1.5
+  p99_tolerance_seconds:
+    description: >-
+      A canary slower than O(max_p99_ratio) times the baseline is still promoted when the difference is
+      under this many seconds (noise on fast services).
+    type: float
+    default: 0.01
+  on_too_few_requests:
+    description: The verdict when O(min_requests) never came within O(max_wait) (readiness still counts).
+    type: str
+    choices: [rollback, promote]
+    default: rollback
+  timeout:
+    description: Seconds to wait for one answer of Prometheus.
+    type: int
+    default: 10
+"""
+
+EXAMPLES = r"""
+- name: Judge the canary
+  modelfleet.fleet.canary_gate:
+    prometheus_url: http://127.0.0.1:9090
+    canary: 'release="1.1.0-0123456789ab"'
+    baseline: 'release!="1.1.0-0123456789ab"'
+    window: 60
+    min_requests: 100
+  register: gate
+
+- name: Roll back
+  ansible.builtin.include_tasks: rollback.yml
+  when: gate.verdict == 'rollback'
+"""
+
+RETURN = r"""
+verdict:
+  description: C(promote) or C(rollback).
+  returned: always
+  type: str
+reasons:
+  description: Why the canary was rolled back (empty when promoted), each with its numbers.
+  returned: always
+  type: list
+  elements: str
+canary:
+  description: What the canary did in the window (requests, errors, error_ratio, p99_seconds, targets, ready).
+  returned: always
+  type: dict
+baseline:
+  description: The same for the baseline.
+  returned: always
+  type: dict
+waited:
+  description: Seconds spent watching.
+  returned: always
+  type: float
+summary:
+  description: One line with the verdict and its numbers.
+  returned: always
+  type: str
+"""
+
+import json  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.parse  # noqa: E402
+import urllib.request  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+
+class PrometheusError(Exception):
+    """Prometheus could not be asked, or refused the query."""
+
+
+@dataclass
+class Stats:
+    """One side of the comparison over the window."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    p99_seconds: float | None = None
+    targets: int = 0
+    ready: bool = False
+
+    @property
+    def error_ratio(self) -> float:
+        return self.errors / self.requests if self.requests > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "error_ratio": round(self.error_ratio, 6)}
+
+
+@dataclass
+class Thresholds:
+    min_requests: int = 200
+    max_error_ratio: float = 0.01
+    max_error_ratio_increase: float = 0.005
+    max_p99_seconds: float = 0.5
+    max_p99_ratio: float = 1.5
+    p99_tolerance_seconds: float = 0.01
+    on_too_few_requests: str = "rollback"
+
+
+def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list[str]]:
+    """The verdict on the canary against the baseline, and why (each reason carries its numbers)."""
+    reasons: list[str] = []
+    if canary.targets == 0:
+        return "rollback", ["no canary target is scraped by Prometheus"]
+    if not canary.ready:
+        reasons.append("a canary host was not scraped or not ready during the whole window")
+    if canary.requests < limits.min_requests:
+        if limits.on_too_few_requests == "rollback":
+            reasons.append(f"too few requests to judge: {canary.requests:.0f} < {limits.min_requests}")
+        return ("rollback" if reasons else "promote"), reasons
+    if canary.error_ratio > limits.max_error_ratio:
+        reasons.append(f"5xx ratio {canary.error_ratio:.2%} > ceiling {limits.max_error_ratio:.2%}")
+    elif canary.error_ratio > baseline.error_ratio + limits.max_error_ratio_increase:
+        reasons.append(
+            f"5xx ratio {canary.error_ratio:.2%} > baseline {baseline.error_ratio:.2%}"
+            f" + {limits.max_error_ratio_increase:.2%}"
+        )
+    p99 = canary.p99_seconds
+    if p99 is not None and p99 > limits.max_p99_seconds:
+        reasons.append(f"p99 {p99 * 1000:.1f} ms > ceiling {limits.max_p99_seconds * 1000:.1f} ms")
+    elif p99 is not None and baseline.p99_seconds is not None:
+        base = baseline.p99_seconds
+        if p99 > base * limits.max_p99_ratio and p99 - base > limits.p99_tolerance_seconds:
+            reasons.append(
+                f"p99 {p99 * 1000:.1f} ms > {limits.max_p99_ratio:g} x baseline {base * 1000:.1f} ms"
+                f" ({(p99 - base) * 1000:.1f} ms slower; tolerance {limits.p99_tolerance_seconds * 1000:.0f} ms)"
+            )
+    return ("rollback" if reasons else "promote"), reasons
+
+
+class Prometheus:
+    """The few instant queries the gate needs, over Prometheus' HTTP API."""
+
+    def __init__(self, url: str, timeout: float = 10) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        params = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/query",
+            data=urllib.parse.urlencode(params).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                body = json.load(answer)
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:300]
+            raise PrometheusError(f"Prometheus refused {promql!r}: HTTP {error.code} {detail}") from error
+        except (OSError, ValueError) as error:
+            raise PrometheusError(f"cannot ask Prometheus at {self.url}: {error}") from error
+        if body.get("status") != "success":
+            raise PrometheusError(f"Prometheus refused {promql!r}: {body.get('error', body)}")
+        return body["data"]["result"]
+
+    def scalar(self, promql: str, at: float | None = None) -> float | None:
+        result = self.query(promql, at)
+        if not result:
+            return None
+        value = float(result[0]["value"][1])
+        return None if math.isnan(value) else value
+
+
+def _matchers(*parts: str) -> str:
+    return "{" + ", ".join(part for part in parts if part) + "}"
+
+
+def observe(prom: Prometheus, selector: str, job: str, route: str, window: int, at: float) -> Stats:
+    """What the series selected by ``selector`` did in the ``window`` seconds up to ``at``."""
+    base = [f'job="{job}"', selector]
+    requests = _matchers(*base, f'route="{route}"')
+    errors = _matchers(*base, f'route="{route}"', 'status=~"5.."')
+    span = f"[{int(window)}s]"
+    total = prom.scalar(f"sum(increase(model_service_requests_total{requests}{span}))", at) or 0.0
+    failed = prom.scalar(f"sum(increase(model_service_requests_total{errors}{span}))", at) or 0.0
+    p99 = prom.scalar(
+        "histogram_quantile(0.99, sum by (le) "
+        f"(increase(model_service_request_duration_seconds_bucket{requests}{span})))",
+        at,
+    )
+    targets = prom.scalar(f"count(up{_matchers(*base)})", at) or 0
+    up = prom.scalar(f"min(min_over_time(up{_matchers(*base)}{span}))", at)
+    ready = prom.scalar(f"min(min_over_time(model_service_ready{_matchers(*base)}{span}))", at)
+    return Stats(
+        requests=round(total, 1),
+        errors=round(failed, 1),
+        p99_seconds=None if p99 is None else round(p99, 6),
+        targets=int(targets),
+        ready=up == 1 and ready == 1,
+    )
+
+
+def run_gate(
+    prom: Prometheus,
+    canary: str,
+    baseline: str,
+    limits: Thresholds,
+    *,
+    job: str = "model_service",
+    route: str = "/predict",
+    window: int = 120,
+    max_wait: int = 600,
+    poll_interval: int = 5,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Watch for ``window`` seconds (longer, up to ``max_wait``, until the canary has enough requests), then judge."""
+    started = clock()
+    sleep(window)
+    while True:
+        now = clock()
+        seen = observe(prom, canary, job, route, window, now)
+        if seen.requests >= limits.min_requests or now - started + poll_interval > max_wait:
+            break
+        sleep(poll_interval)
+    base = observe(prom, baseline, job, route, window, now)
+    verdict, reasons = judge(seen, base, limits)
+    waited = round(clock() - started, 1)
+    p99 = "n/a" if seen.p99_seconds is None else f"{seen.p99_seconds * 1000:.1f} ms"
+    base_p99 = "n/a" if base.p99_seconds is None else f"{base.p99_seconds * 1000:.1f} ms"
+    summary = (
+        f"{verdict}: canary {seen.requests:.0f} requests, 5xx {seen.error_ratio:.2%}, p99 {p99}, "
+        f"{'ready' if seen.ready else 'NOT ready'} ({seen.targets} host(s)); baseline {base.requests:.0f} requests, "
+        f"5xx {base.error_ratio:.2%}, p99 {base_p99} ({base.targets} host(s)); over {window} s"
+        + (f" — {'; '.join(reasons)}" if reasons else "")
+    )
+    return {
+        "verdict": verdict,
+        "reasons": reasons,
+        "canary": seen.as_dict(),
+        "baseline": base.as_dict(),
+        "window": window,
+        "waited": waited,
+        "thresholds": asdict(limits),
+        "summary": summary,
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "prometheus_url": {"type": "str", "default": "http://127.0.0.1:9090"},
+            "canary": {"type": "str", "required": True},
+            "baseline": {"type": "str", "required": True},
+            "job": {"type": "str", "default": "model_service"},
+            "route": {"type": "str", "default": "/predict"},
+            "window": {"type": "int", "default": 120},
+            "min_requests": {"type": "int", "default": 200},
+            "max_wait": {"type": "int", "default": 600},
+            "poll_interval": {"type": "int", "default": 5},
+            "max_error_ratio": {"type": "float", "default": 0.01},
+            "max_error_ratio_increase": {"type": "float", "default": 0.005},
+            "max_p99_seconds": {"type": "float", "default": 0.5},
+            "max_p99_ratio": {"type": "float", "default": 1.5},
+            "p99_tolerance_seconds": {"type": "float", "default": 0.01},
+            "on_too_few_requests": {"type": "str", "default": "rollback", "choices": ["rollback", "promote"]},
+            "timeout": {"type": "int", "default": 10},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["window"] < 1 or p["max_wait"] < p["window"]:
+        module.fail_json(
+            msg=f"window must be at least 1 s and max_wait at least window (got {p['window']}, {p['max_wait']})"
+        )
+    limits = Thresholds(
+        min_requests=p["min_requests"],
+        max_error_ratio=p["max_error_ratio"],
+        max_error_ratio_increase=p["max_error_ratio_increase"],
+        max_p99_seconds=p["max_p99_seconds"],
+        max_p99_ratio=p["max_p99_ratio"],
+        p99_tolerance_seconds=p["p99_tolerance_seconds"],
+        on_too_few_requests=p["on_too_few_requests"],
+    )
+    try:
+        result = run_gate(
+            Prometheus(p["prometheus_url"], p["timeout"]),
+            p["canary"],
+            p["baseline"],
+            limits,
+            job=p["job"],
+            route=p["route"],
+            window=p["window"],
+            max_wait=p["max_wait"],
+            poll_interval=max(p["poll_interval"], 1),
+        )
+    except PrometheusError as error:
+        module.fail_json(msg=f"The canary could not be judged: {error}")
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

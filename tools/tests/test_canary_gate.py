@@ -1,0 +1,220 @@
+"""The canary gate (plugins/modules/canary_gate.py): its judgement, then the whole gate against a real
+Prometheus that scrapes four hosts serving metrics of a baseline and three canaries."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+_SPEC = importlib.util.spec_from_file_location("canary_gate", ROOT / "plugins/modules/canary_gate.py")
+gate = importlib.util.module_from_spec(_SPEC)
+sys.modules["canary_gate"] = gate
+_SPEC.loader.exec_module(gate)
+PROMETHEUS = ROOT / ".cache/prometheus-tools/bin/prometheus"
+
+Stats, Thresholds, judge = gate.Stats, gate.Thresholds, gate.judge
+HEALTHY = Stats(requests=1000, errors=0, p99_seconds=0.004, targets=2, ready=True)
+
+
+def test_a_canary_like_its_baseline_is_promoted() -> None:
+    canary = Stats(requests=500, errors=1, p99_seconds=0.006, targets=1, ready=True)
+    assert judge(canary, HEALTHY, Thresholds()) == ("promote", [])
+
+
+def test_errors_over_the_ceiling_or_over_the_baseline_roll_back() -> None:
+    over_ceiling = Stats(requests=500, errors=10, p99_seconds=0.004, targets=1, ready=True)
+    verdict, reasons = judge(over_ceiling, HEALTHY, Thresholds(max_error_ratio=0.01))
+    assert verdict == "rollback"
+    assert reasons == ["5xx ratio 2.00% > ceiling 1.00%"]
+    noisy_baseline = Stats(requests=1000, errors=2, p99_seconds=0.004, targets=2, ready=True)
+    worse = Stats(requests=1000, errors=9, p99_seconds=0.004, targets=1, ready=True)
+    verdict, reasons = judge(worse, noisy_baseline, Thresholds(max_error_ratio=0.05, max_error_ratio_increase=0.005))
+    assert verdict == "rollback"
+    assert reasons == ["5xx ratio 0.90% > baseline 0.20% + 0.50%"]
+
+
+def test_p99_over_the_ceiling_or_much_slower_than_the_baseline_rolls_back() -> None:
+    slow = Stats(requests=500, errors=0, p99_seconds=0.8, targets=1, ready=True)
+    assert judge(slow, HEALTHY, Thresholds())[1] == ["p99 800.0 ms > ceiling 500.0 ms"]
+    slower = Stats(requests=500, errors=0, p99_seconds=0.030, targets=1, ready=True)
+    verdict, reasons = judge(slower, HEALTHY, Thresholds(max_p99_ratio=1.5, p99_tolerance_seconds=0.01))
+    assert verdict == "rollback"
+    assert reasons == ["p99 30.0 ms > 1.5 x baseline 4.0 ms (26.0 ms slower; tolerance 10 ms)"]
+
+
+def test_a_slower_p99_within_the_tolerance_is_noise() -> None:
+    canary = Stats(requests=500, errors=0, p99_seconds=0.009, targets=1, ready=True)
+    assert judge(canary, HEALTHY, Thresholds(max_p99_ratio=1.5, p99_tolerance_seconds=0.01))[0] == "promote"
+
+
+def test_no_verdict_on_too_few_requests_unless_told() -> None:
+    quiet = Stats(requests=20, errors=20, p99_seconds=2.0, targets=1, ready=True)
+    assert judge(quiet, HEALTHY, Thresholds(min_requests=100)) == ("rollback", ["too few requests to judge: 20 < 100"])
+    assert judge(quiet, HEALTHY, Thresholds(min_requests=100, on_too_few_requests="promote")) == ("promote", [])
+    not_ready = Stats(requests=20, targets=1, ready=False)
+    assert judge(not_ready, HEALTHY, Thresholds(min_requests=100, on_too_few_requests="promote"))[0] == "rollback"
+
+
+def test_a_canary_prometheus_does_not_see_is_rolled_back() -> None:
+    assert judge(Stats(), HEALTHY, Thresholds()) == ("rollback", ["no canary target is scraped by Prometheus"])
+
+
+# --- against a real Prometheus ---------------------------------------------------------------------
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Host:
+    """The model service's metrics of one host whose counters grow with the clock, as under load."""
+
+    def __init__(self, release: str, rate: float, error_ratio: float, latency: float, ready: int = 1) -> None:
+        self.release, self.rate, self.error_ratio, self.latency, self.ready = release, rate, error_ratio, latency, ready
+        self.started = time.monotonic()
+
+    def render(self) -> str:
+        n = (time.monotonic() - self.started) * self.rate
+        bad = n * self.error_ratio
+        lines = [
+            f'model_service_requests_total{{route="/predict",method="POST",status="200"}} {n - bad:.3f}',
+            f'model_service_requests_total{{route="/predict",method="POST",status="500"}} {bad:.3f}',
+            f'model_service_requests_total{{route="/health",method="GET",status="200"}} {n * 10:.3f}',
+            f'model_service_ready{{pid="1"}} {self.ready}',
+        ]
+        for le in BUCKETS:
+            lines.append(
+                f'model_service_request_duration_seconds_bucket{{route="/predict",le="{le}"}} '
+                f"{n if self.latency <= le else 0:.3f}"
+            )
+        lines.append(f'model_service_request_duration_seconds_bucket{{route="/predict",le="+Inf"}} {n:.3f}')
+        return "\n".join(lines) + "\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gate.Prometheus]:
+    if not PROMETHEUS.exists():
+        pytest.fail("the real Prometheus is missing: run tools/install-prometheus-tools.sh (make setup does)")
+    hosts = {
+        "base-1": Host("r1", rate=40, error_ratio=0.001, latency=0.004),
+        "base-2": Host("r1", rate=40, error_ratio=0.001, latency=0.004),
+        "good": Host("r2-good", rate=20, error_ratio=0.0, latency=0.004),
+        "slow": Host("r2-slow", rate=20, error_ratio=0.0, latency=0.2),
+        "failing": Host("r2-failing", rate=20, error_ratio=0.2, latency=0.004),
+        "idle": Host("r2-idle", rate=0.5, error_ratio=0.0, latency=0.004),
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = hosts[self.path.strip("/").split("/")[0]].render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    work = tmp_path_factory.mktemp("prometheus")
+    jobs = "\n".join(
+        f"  - job_name: model_service_{name}\n    metrics_path: /{name}\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{server.server_port}']\n"
+        f"        labels: {{job: model_service, instance: {name}, release: {host.release}}}"
+        for name, host in hosts.items()
+    )
+    (work / "prometheus.yml").write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n{jobs}\n")
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(PROMETHEUS),
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        prom = gate.Prometheus(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if prom.scalar('count(up{job="model_service"} == 1)') == len(hosts):
+                    break
+            except gate.PrometheusError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("Prometheus did not scrape the hosts within 30 s")
+        yield prom
+    finally:
+        process.terminate()
+        process.wait(10)
+        server.shutdown()
+
+
+def _run(prom: gate.Prometheus, release: str, **limits: object) -> dict:
+    return gate.run_gate(
+        prom,
+        f'release="{release}"',
+        'release="r1"',
+        Thresholds(**{"min_requests": 50, **limits}),
+        window=6,
+        max_wait=12,
+        poll_interval=1,
+    )
+
+
+def test_real_prometheus_promotes_a_healthy_canary(prometheus: gate.Prometheus) -> None:
+    result = _run(prometheus, "r2-good")
+    assert result["verdict"] == "promote", result["summary"]
+    assert result["canary"]["targets"] == 1
+    assert result["baseline"]["targets"] == 2
+    assert result["canary"]["requests"] >= 50
+    assert 0.0025 < result["canary"]["p99_seconds"] <= 0.005
+    assert result["summary"].startswith("promote: canary ")
+
+
+def test_real_prometheus_rolls_back_a_slow_canary(prometheus: gate.Prometheus) -> None:
+    result = _run(prometheus, "r2-slow")
+    assert result["verdict"] == "rollback"
+    assert result["canary"]["p99_seconds"] > 0.1
+    assert any(reason.startswith("p99 ") and "x baseline" in reason for reason in result["reasons"]), result
+
+
+def test_real_prometheus_rolls_back_a_failing_canary(prometheus: gate.Prometheus) -> None:
+    result = _run(prometheus, "r2-failing")
+    assert result["verdict"] == "rollback"
+    assert 0.15 < result["canary"]["error_ratio"] < 0.25
+    assert result["baseline"]["error_ratio"] < 0.01
+    assert any("> ceiling" in reason for reason in result["reasons"])
+
+
+def test_real_prometheus_waits_for_enough_requests_then_applies_the_policy(prometheus: gate.Prometheus) -> None:
+    began = time.monotonic()
+    result = _run(prometheus, "r2-idle")
+    assert time.monotonic() - began >= 11
+    assert result["verdict"] == "rollback"
+    assert result["reasons"][0].startswith("too few requests to judge")
+
+
+def test_a_prometheus_that_does_not_answer_is_an_error() -> None:
+    with pytest.raises(gate.PrometheusError, match="cannot ask Prometheus"):
+        gate.Prometheus(f"http://127.0.0.1:{_free_port()}", timeout=2).query("up")
