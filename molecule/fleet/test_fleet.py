@@ -163,6 +163,9 @@ def test_site_from_nothing_serves_through_the_balancer() -> None:
     up = prometheus('up{job=~"model_service|node|nginx"}')
     assert {r["metric"]["instance"] for r in up} == names
     assert {r["metric"]["release"] for r in up} == {next(iter(images)).split(":")[1]}
+    # Prometheus and Alertmanager are published on the controller's loopback only.
+    assert docker("port", "modelfleet-monitoring", "9090/tcp") == "127.0.0.1:9090"
+    assert docker("port", "modelfleet-monitoring", "9093/tcp") == "127.0.0.1:9093"
 
 
 def test_release_under_load_fails_no_request() -> None:

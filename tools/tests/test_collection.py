@@ -32,7 +32,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("collection")
     run(BIN / "ansible-galaxy", "collection", "build", ROOT, "--output-path", work)
     (tarball,) = work.glob("modelfleet-fleet-*.tar.gz")
-    run(BIN / "ansible-galaxy", "collection", "install", "--no-deps", "-p", work / "collections", tarball)
+    # --force: the repository itself is linked into its collections path, which would count as installed.
+    run(BIN / "ansible-galaxy", "collection", "install", "--no-deps", "--force", "-p", work / "collections", tarball)
     return work / "collections"
 
 
@@ -51,7 +52,9 @@ def host() -> Iterator[str]:
 
 def test_collection_holds_the_roles_and_no_repository_paths(installed: Path) -> None:
     roles = installed / "ansible_collections" / "modelfleet" / "fleet" / "roles"
-    assert sorted(p.name for p in roles.iterdir()) == ["common", "model_service", "nginx", "node_exporter"]
+    assert sorted(p.name for p in roles.iterdir()) == [
+        "alertmanager", "common", "grafana", "model_service", "nginx", "node_exporter", "prometheus",
+    ]  # fmt: skip
     for defaults in roles.glob("*/defaults/main.yml"):
         assert "role_path" not in defaults.read_text(), defaults
 
