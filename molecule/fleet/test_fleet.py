@@ -296,6 +296,9 @@ def test_rollback_goes_back_to_the_image_served_before() -> None:
         playbook("playbooks/rollback.yml")
     assert set(served_versions().values()) == {"1.0.0"}
     assert result.failed == 0, result.failures
+    # Prometheus scrapes exactly the hosts that run: the removed ones are gone from its targets.
+    targets = json.loads(docker("exec", "modelfleet-monitoring", "cat", "/etc/prometheus/targets/app.json"))
+    assert sorted(group["labels"]["instance"] for group in targets) == app_hosts()
     record = releases()
     assert [r["result"] for r in record][-1] == "succeeded"
     assert "failed" in [r["result"] for r in record]
