@@ -16,7 +16,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MODELFLEET_BASE_IMAGE := $(BASE_IMAGE)
 TIMED := tools/timed
 
-.PHONY: help setup venv tools docker base-image lint unit molecule fleet-test test site release rollback load teardown clean
+.PHONY: help setup venv tools docker base-image lint unit molecule fleet-test aws-test test site release rollback load teardown clean \
+  aws-emulated aws-emulated-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,7 +59,10 @@ molecule: setup ## Every Molecule scenario (SCENARIOS="a b" to choose)
 fleet-test: setup ## The local fleet end to end: site, releases, failures, scaling, teardown (under load)
 	@$(TIMED) fleet pytest -p no:cacheprovider -v -s molecule/fleet
 
-test: setup lint unit molecule fleet-test ## Everything CI runs
+aws-test: tools ## The AWS provider against an AWS API emulator on loopback: build, re-run, inventory, teardown
+	@$(TIMED) aws pytest -p no:cacheprovider -v molecule/aws
+
+test: setup lint unit molecule aws-test fleet-test ## Everything CI runs
 
 site: setup ## Run site.yml against the local default inventory: the fleet behind the balancer
 	@$(TIMED) site ansible-playbook -i $(INVENTORY) site.yml
@@ -77,3 +81,17 @@ teardown: venv ## Remove every container, network, volume and image of the local
 	@$(TIMED) teardown ansible-playbook -i $(INVENTORY) playbooks/teardown.yml
 
 clean: teardown ## Same as teardown
+
+# The production inventory against moto server on loopback, with fake credentials: nothing reaches AWS.
+AWS_EMULATOR_ENV = eval "$$(tools/aws-emulator.sh env)" && export ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/molecule/shared/example-vault-password
+
+aws-emulated: tools ## The AWS stack on an emulator (MODELFLEET_AWS_ENDPOINT, default http://127.0.0.1:5000), left up
+	@tools/aws-emulator.sh start
+	@$(AWS_EMULATOR_ENV) && $(TIMED) upload-model ansible-playbook -i inventories/prod playbooks/upload_model.yml
+	@$(AWS_EMULATOR_ENV) && $(TIMED) aws-site ansible-playbook -i inventories/prod site.yml
+	@echo "Inspect it: eval \"\$$(tools/aws-emulator.sh env)\"; ansible-inventory -i inventories/prod --graph"
+
+aws-emulated-down: venv ## Tear the emulated AWS stack down and stop the emulator
+	@$(AWS_EMULATOR_ENV) && $(TIMED) aws-teardown ansible-playbook -i inventories/prod playbooks/teardown.yml \
+	  -e modelfleet_teardown_artifacts=true
+	@tools/aws-emulator.sh stop

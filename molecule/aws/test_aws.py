@@ -1,0 +1,373 @@
+"""The AWS provider end to end against an AWS API emulator (moto server) on this machine's loopback.
+
+site.yml -i inventories/prod builds the stack, every resource is checked with boto3 describe calls (not
+with what the modules returned), a second run changes nothing, the aws_ec2 inventory groups the
+instances by their tags, HTTPS with a certificate redirects HTTP, and the teardown leaves nothing of the
+project. Fake credentials; nothing can reach AWS itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+from aws import is_loopback_url  # noqa: E402
+
+ENDPOINT = os.environ.get("MODELFLEET_AWS_TEST_ENDPOINT", "http://127.0.0.1:5055")
+REGION = "us-east-1"
+NAME = "modelfleet-prod"
+BUCKET = "modelfleet-prod-artifacts"
+TAGS = {"Project": "modelfleet", "Environment": "prod"}
+WORK = ROOT / "build" / "aws-test"
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def aws_env(endpoint: str = ENDPOINT) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {
+        **env,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": ENDPOINT,
+        "MODELFLEET_AWS_ENDPOINT": endpoint,
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(ROOT / "molecule" / "shared" / "example-vault-password"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+
+
+def run(tool: str, *args: str, check: bool = True, endpoint: str = ENDPOINT) -> subprocess.CompletedProcess[str]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(BIN / tool), *args],
+        cwd=ROOT,
+        env=aws_env(endpoint),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    WORK.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9]+", "-", " ".join(args))[:80]
+    log = f"{result.stdout}{result.stderr}\n# {time.monotonic() - started:.1f} s\n"
+    (WORK / f"{time.strftime('%H%M%S')}-{name}.log").write_text(log)
+    if check:
+        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    return result
+
+
+def playbook(*args: str, check: bool = True, endpoint: str = ENDPOINT) -> subprocess.CompletedProcess[str]:
+    return run("ansible-playbook", "-i", "inventories/prod", *args, check=check, endpoint=endpoint)
+
+
+def recap(result: subprocess.CompletedProcess[str], host: str = "localhost") -> dict[str, int]:
+    line = re.search(rf"^{re.escape(host)}\s+:\s+(.*)$", result.stdout, re.MULTILINE)
+    assert line, result.stdout[-2000:]
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line.group(1))}
+
+
+def client(service: str) -> Any:
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=ENDPOINT,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def tags_of(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+def project_filters() -> list[dict[str, Any]]:
+    return [{"Name": f"tag:{k}", "Values": [v]} for k, v in TAGS.items()]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def emulator() -> Iterator[None]:
+    assert is_loopback_url(ENDPOINT), f"{ENDPOINT} is not on loopback: the test only talks to a local emulator"
+    port = int(ENDPOINT.rsplit(":", 1)[1])
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, f"something already listens on {ENDPOINT}"
+    WORK.mkdir(parents=True, exist_ok=True)
+    log = (WORK / "moto.log").open("w")
+    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        else:
+            pytest.fail("moto server did not start")
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def test_preflight_refuses_unsafe_settings_before_any_call() -> None:
+    result = playbook(
+        "site.yml",
+        "-e",
+        json.dumps({"modelfleet_aws_https": True, "modelfleet_aws_admin_cidrs": ["0.0.0.0/0"]}),
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "HTTPS is asked for (modelfleet_aws_https) but no certificate ARN is given" in result.stdout
+    assert "open to the world" in result.stdout
+    assert client("ec2").describe_vpcs(Filters=project_filters())["Vpcs"] == []
+
+    # An endpoint that is not this machine's loopback is refused (and never called).
+    result = playbook("site.yml", check=False, endpoint="http://192.0.2.10:5000")
+    assert result.returncode != 0
+    assert "is not on this machine's loopback" in result.stdout
+    assert client("ec2").describe_vpcs(Filters=project_filters())["Vpcs"] == []
+
+
+def test_upload_model_puts_the_artifact_with_its_checksum() -> None:
+    playbook("playbooks/upload_model.yml")
+    s3 = client("s3")
+    head = s3.head_object(Bucket=BUCKET, Key="models/demo-classifier-1.0.0.tar.gz")
+    archive = ROOT / "build" / "artifacts" / "demo-classifier-1.0.0.tar.gz"
+    assert head["Metadata"]["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
+    rules = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    assert len(block) == 4
+    lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+    assert lifecycle[0]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
+    assert tags_of({"Tags": s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"]}).items() >= TAGS.items()
+
+    # The same version again is a no-op; other content under the same version is refused.
+    assert recap(playbook("playbooks/upload_model.yml"))["changed"] == 0
+    other = WORK / "other-model"
+    if not other.exists():
+        subprocess.run([str(BIN / "model-service"), "train", "--out", str(other), "--rows", "400"], check=True)
+    result = playbook("playbooks/upload_model.yml", "-e", f"model={other}", check=False)
+    assert result.returncode != 0
+    assert "already holds other content" in result.stdout
+
+
+def test_site_builds_the_stack() -> None:
+    playbook("site.yml")
+    ec2 = client("ec2")
+    [vpc] = ec2.describe_vpcs(Filters=project_filters())["Vpcs"]
+    assert vpc["CidrBlock"] == "10.0.0.0/16"
+    vpc_filter = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
+    subnets = ec2.describe_subnets(Filters=vpc_filter)["Subnets"]
+    tiers = {t: [s for s in subnets if tags_of(s).get("Tier") == t] for t in ("public", "private")}
+    assert len(tiers["public"]) == len(tiers["private"]) == 2
+    assert len({s["AvailabilityZone"] for s in tiers["private"]}) == 2
+    assert not any(s["MapPublicIpOnLaunch"] for s in subnets)
+    assert all(tags_of(s).items() >= TAGS.items() for s in subnets)
+
+    [igw] = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc["VpcId"]]}])[
+        "InternetGateways"
+    ]
+    nats = ec2.describe_nat_gateways(Filters=[*vpc_filter, {"Name": "state", "Values": ["available"]}])["NatGateways"]
+    assert len(nats) == 2, "a NAT gateway per AZ"
+    nat_az = {
+        n["NatGatewayId"]: next(s["AvailabilityZone"] for s in subnets if s["SubnetId"] == n["SubnetId"]) for n in nats
+    }
+    for table in ec2.describe_route_tables(Filters=vpc_filter)["RouteTables"]:
+        default = [r for r in table["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
+        for assoc in (a for a in table["Associations"] if a.get("SubnetId")):
+            subnet = next(s for s in subnets if s["SubnetId"] == assoc["SubnetId"])
+            if tags_of(subnet)["Tier"] == "public":
+                assert default[0]["GatewayId"] == igw["InternetGatewayId"]
+            else:  # a private subnet leaves through the NAT gateway of its own AZ
+                assert nat_az[default[0]["NatGatewayId"]] == subnet["AvailabilityZone"]
+    [flow_log] = ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc["VpcId"]]}])["FlowLogs"]
+    assert flow_log["LogGroupName"] == f"/{NAME}/vpc-flow-logs"
+    assert flow_log["TrafficType"] == "ALL"
+
+    groups = {g["GroupName"]: g for g in ec2.describe_security_groups(Filters=vpc_filter)["SecurityGroups"]}
+    assert groups["default"]["IpPermissions"] == []
+    assert groups["default"]["IpPermissionsEgress"] == []
+    alb_sg, app_sg, mon_sg = (groups[f"{NAME}-{n}"] for n in ("alb", "app", "monitoring"))
+    app_rules = {
+        (p["FromPort"], tuple(sorted(g["GroupId"] for g in p["UserIdGroupPairs"])), bool(p["IpRanges"]))
+        for p in app_sg["IpPermissions"]
+    }
+    assert app_rules == {
+        (80, (alb_sg["GroupId"],), False),
+        (9100, (mon_sg["GroupId"],), False),
+        (9113, (mon_sg["GroupId"],), False),
+        (9180, (mon_sg["GroupId"],), False),
+    }, "the service only from the load balancer, metrics only from the monitoring hosts"
+    assert mon_sg["IpPermissions"] == [], "nothing reaches the monitoring hosts by default"
+    assert {p["FromPort"] for p in alb_sg["IpPermissions"]} == {80, 443}
+
+    elb = client("elbv2")
+    [lb] = elb.describe_load_balancers(Names=[NAME])["LoadBalancers"]
+    assert lb["Scheme"] == "internet-facing"
+    assert {z["SubnetId"] for z in lb["AvailabilityZones"]} == {s["SubnetId"] for s in tiers["public"]}
+    attributes = {
+        a["Key"]: a["Value"]
+        for a in elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])["Attributes"]
+    }
+    assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
+    assert attributes["deletion_protection.enabled"] == "true"
+    [listener] = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    assert listener["Port"] == 80
+    assert listener["Protocol"] == "HTTP"
+    [forward] = listener["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+    [tg] = elb.describe_target_groups(TargetGroupArns=[forward["TargetGroupArn"]])["TargetGroups"]
+    assert tg["HealthCheckPath"] == "/ready"
+    assert tg["VpcId"] == vpc["VpcId"]
+    release_name = tg["TargetGroupName"]
+    assert re.fullmatch(rf"{NAME}-[0-9a-f]{{8}}", release_name)
+
+    waf = client("wafv2")
+    acl = waf.get_web_acl_for_resource(ResourceArn=lb["LoadBalancerArn"])["WebACL"]
+    rules = {r["Name"]: r for r in acl["Rules"]}
+    assert rules["rate-limit-per-ip"]["Statement"]["RateBasedStatement"]["Limit"] == 2000
+    assert rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]["VendorName"] == "AWS"
+
+    [template] = ec2.describe_launch_templates(LaunchTemplateNames=[release_name])["LaunchTemplates"]
+    assert template["LatestVersionNumber"] == 1
+    data = ec2.describe_launch_template_versions(LaunchTemplateId=template["LaunchTemplateId"])[
+        "LaunchTemplateVersions"
+    ][0]["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    [disk] = data["BlockDeviceMappings"]
+    assert disk["Ebs"]["VolumeType"] == "gp3"
+    assert disk["Ebs"]["Encrypted"] is True
+    [nic] = data["NetworkInterfaces"]
+    assert nic["AssociatePublicIpAddress"] is False
+    assert nic["Groups"] == [app_sg["GroupId"]]
+    profile = data["IamInstanceProfile"]
+    assert profile.get("Name") == f"{NAME}-app" or profile["Arn"].endswith(f":instance-profile/{NAME}-app")
+    instance_tags = {
+        t["Key"]: t["Value"]
+        for spec in data["TagSpecifications"]
+        if spec["ResourceType"] == "instance"
+        for t in spec["Tags"]
+    }
+    assert instance_tags["Role"] == "app"
+    assert instance_tags.items() >= TAGS.items()
+
+    autoscaling = client("autoscaling")
+    [asg] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[release_name])["AutoScalingGroups"]
+    assert asg["LaunchTemplate"]["Version"] == "1", "pinned to the template's version, never $Latest"
+    assert set(asg["VPCZoneIdentifier"].split(",")) == {s["SubnetId"] for s in tiers["private"]}
+    assert asg["HealthCheckType"] == "ELB"
+    assert asg["TargetGroupARNs"] == [tg["TargetGroupArn"]]
+    assert (asg["MinSize"], asg["MaxSize"], asg["DesiredCapacity"]) == (2, 6, 2)
+    policies = autoscaling.describe_policies(AutoScalingGroupName=release_name)["ScalingPolicies"]
+    kinds = {
+        p["TargetTrackingConfiguration"]["PredefinedMetricSpecification"]["PredefinedMetricType"] for p in policies
+    }
+    assert kinds == {"ASGAverageCPUUtilization", "ALBRequestCountPerTarget"}
+
+    alarms = client("cloudwatch").describe_alarms(AlarmNamePrefix=release_name)["MetricAlarms"]
+    assert {a["AlarmName"].removeprefix(release_name + "-") for a in alarms} == {
+        "5xx-ratio",
+        "unhealthy-hosts",
+        "p99-latency",
+        "capacity-short",
+    }
+    topic = next(
+        t["TopicArn"] for t in client("sns").list_topics()["Topics"] if t["TopicArn"].endswith(f"{NAME}-alarms")
+    )
+    assert all(a["AlarmActions"] == [topic] for a in alarms)
+
+    iam = client("iam")
+    policy = iam.get_role_policy(RoleName=f"{NAME}-app", PolicyName="read-models")["PolicyDocument"]
+    policy = json.loads(policy) if isinstance(policy, str) else policy
+    [read] = [s for s in policy["Statement"] if s["Sid"] == "ReadModels"]
+    assert read["Resource"] == f"arn:aws:s3:::{BUCKET}/models/*"
+    discover = iam.get_role_policy(RoleName=f"{NAME}-monitoring", PolicyName="discover-instances")["PolicyDocument"]
+    discover = json.loads(discover) if isinstance(discover, str) else discover
+    assert "ec2:DescribeInstances" in discover["Statement"][0]["Action"]
+
+    running = [{"Name": "instance-state-name", "Values": ["running"]}, *project_filters()]
+    instances = [i for r in ec2.describe_instances(Filters=running)["Reservations"] for i in r["Instances"]]
+    [monitoring] = [i for i in instances if tags_of(i).get("Role") == "monitoring"]
+    assert monitoring["SubnetId"] in {s["SubnetId"] for s in tiers["private"]}
+    assert [g["GroupId"] for g in monitoring["SecurityGroups"]] == [mon_sg["GroupId"]]
+    assert "PublicIpAddress" not in monitoring
+    assert len([i for i in instances if tags_of(i).get("Role") == "app"]) == 2
+
+
+def test_second_run_changes_nothing() -> None:
+    result = playbook("site.yml")
+    assert recap(result)["changed"] == 0, [line for line in result.stdout.splitlines() if line.startswith("changed:")]
+
+
+def test_inventory_groups_instances_by_tags() -> None:
+    result = run("ansible-inventory", "-i", "inventories/prod", "--list", "--flush-cache")
+    inventory = json.loads(result.stdout)
+    app = inventory["app"]["hosts"]
+    assert len(app) == 2
+    assert len(inventory["monitoring"]["hosts"]) == 1
+    [release_group] = [g for g in inventory if g.startswith("release_1_0_0_")]
+    assert sorted(inventory[release_group]["hosts"]) == sorted(app)
+    hostvars = inventory["_meta"]["hostvars"][app[0]]
+    assert hostvars["ansible_host"] == hostvars["private_ip_address"]
+    assert run("ansible-inventory", "-i", "inventories/prod", "--graph").stdout.count("@az_") >= 1
+
+
+def test_https_with_a_certificate_redirects_http() -> None:
+    acm = client("acm")
+    arn = acm.request_certificate(DomainName="predict.example.com")["CertificateArn"]
+    extra = {"modelfleet_aws_https": True, "modelfleet_aws_certificate_arn": arn}
+    playbook("site.yml", "-e", json.dumps(extra))
+    elb = client("elbv2")
+    [lb] = elb.describe_load_balancers(Names=[NAME])["LoadBalancers"]
+    listeners = {x["Port"]: x for x in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]}
+    assert set(listeners) == {80, 443}
+    redirect = listeners[80]["DefaultActions"][0]
+    assert redirect["Type"] == "redirect"
+    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert listeners[443]["SslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    assert listeners[443]["Certificates"][0]["CertificateArn"] == arn
+    assert listeners[443]["DefaultActions"][0]["Type"] == "forward"
+
+
+def test_teardown_leaves_nothing_of_the_project() -> None:
+    playbook("playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true")
+    ec2 = client("ec2")
+    assert ec2.describe_vpcs(Filters=project_filters())["Vpcs"] == []
+    assert ec2.describe_subnets(Filters=project_filters())["Subnets"] == []
+    assert ec2.describe_security_groups(Filters=project_filters())["SecurityGroups"] == []
+    alive = [
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        *project_filters(),
+    ]
+    assert ec2.describe_instances(Filters=alive)["Reservations"] == []
+    assert [n for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] not in ("deleted", "deleting")] == []
+    assert ec2.describe_addresses()["Addresses"] == []
+    assert ec2.describe_launch_templates()["LaunchTemplates"] == []
+    assert client("elbv2").describe_load_balancers()["LoadBalancers"] == []
+    assert client("elbv2").describe_target_groups()["TargetGroups"] == []
+    assert client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
+    assert client("cloudwatch").describe_alarms()["MetricAlarms"] == []
+    assert client("wafv2").list_web_acls(Scope="REGIONAL")["WebACLs"] == []
+    assert client("sns").list_topics()["Topics"] == []
+    assert [r for r in client("iam").list_roles()["Roles"] if r["RoleName"].startswith(NAME)] == []
+    assert client("logs").describe_log_groups(logGroupNamePrefix=f"/{NAME}")["logGroups"] == []
+    assert [b for b in client("s3").list_buckets()["Buckets"] if b["Name"] == BUCKET] == []
+    # Again: nothing to do, nothing fails.
+    playbook("playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true")

@@ -1,0 +1,193 @@
+"""The AWS provider's plugins: the preflight and naming filters, and the decisions of its modules."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+import aws  # noqa: E402
+
+
+def module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "plugins" / "modules" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+SAFE: dict[str, Any] = {
+    "endpoint": "",
+    "env_endpoint": "",
+    "environment": "prod",
+    "https": True,
+    "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+    "vpc_cidr": "10.0.0.0/16",
+    "public_cidrs": ["10.0.0.0/24", "10.0.1.0/24"],
+    "private_cidrs": ["10.0.10.0/24", "10.0.11.0/24"],
+    "alb_ingress_cidrs": ["0.0.0.0/0"],
+    "admin_cidrs": ["192.0.2.0/24"],
+    "ssh_cidrs": ["192.0.2.10/32"],
+    "service_port": 80,
+    "metrics_ports": [9100, 9113, 9180],
+    "deletion_protection": True,
+    "access": "bastion",
+    "bastion": "admin@bastion.example.com",
+}
+
+
+def test_preflight_accepts_a_safe_production_setting() -> None:
+    assert aws.aws_preflight(SAFE) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {"endpoint": "http://10.1.2.3:5000", "env_endpoint": "http://10.1.2.3:5000"},
+            "not on this machine's loopback",
+        ),
+        ({"endpoint": "https://s3.amazonaws.com", "env_endpoint": "https://s3.amazonaws.com"}, "loopback"),
+        ({"env_endpoint": "http://127.0.0.1:5000"}, "would talk to different places"),
+        ({"certificate_arn": ""}, "HTTPS is asked for"),
+        ({"https": False}, "HTTPS is off"),
+        ({"admin_cidrs": ["0.0.0.0/0"]}, "Grafana would be open to the world"),
+        ({"ssh_cidrs": ["::/0"]}, "SSH would be open to the world"),
+        ({"admin_cidrs": ["10.0.0.1/16"]}, "not a network address"),
+        ({"public_cidrs": ["10.0.0.0/24"], "private_cidrs": ["10.0.10.0/24"]}, "two AZs or more"),
+        ({"private_cidrs": ["10.0.10.0/24", "10.0.0.0/23"]}, "overlap"),
+        ({"private_cidrs": ["10.0.10.0/24", "10.9.0.0/24"]}, "is not inside the VPC"),
+        ({"metrics_ports": [80, 9100]}, "also a metrics port"),
+        ({"deletion_protection": False}, "deletion protection"),
+        ({"bastion": ""}, "no bastion is given"),
+        ({"access": "telnet"}, "must be ssm or bastion"),
+    ],
+)
+def test_preflight_names_each_unsafe_setting(change: dict[str, Any], problem: str) -> None:
+    problems = aws.aws_preflight({**SAFE, **change})
+    assert any(problem in p for p in problems), problems
+
+
+def test_preflight_allows_the_emulator_on_loopback_only() -> None:
+    local = {"endpoint": "http://127.0.0.1:5000", "env_endpoint": "http://127.0.0.1:5000", "bastion": ""}
+    assert aws.aws_preflight({**SAFE, **local, "emulated": True}) == []
+    assert aws.is_loopback_url("http://localhost:5000")
+    assert aws.is_loopback_url("http://[::1]:5000")
+    assert not aws.is_loopback_url("http://127.0.0.1.example.com:5000")
+    assert not aws.is_loopback_url("ftp://127.0.0.1/")
+
+
+def test_release_names_are_stable_short_and_distinct() -> None:
+    one = aws.aws_release_name("modelfleet-prod", "1.0.0-0123abcd")
+    assert one == aws.aws_release_name("modelfleet-prod", "1.0.0-0123abcd")
+    assert one != aws.aws_release_name("modelfleet-prod", "1.0.1-0123abcd")
+    assert len(aws.aws_release_name("modelfleet-staging", "x" * 200)) <= 32
+    with pytest.raises(ValueError, match="longer than 32"):
+        aws.aws_release_name("modelfleet-a-very-long-environment", "1.0.0")
+    with pytest.raises(ValueError, match="release label"):
+        aws.aws_release_name("modelfleet-prod", "")
+
+
+def forward(*weights: tuple[str, int]) -> dict[str, Any]:
+    groups = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights]
+    return {"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}
+
+
+@mock_aws
+def test_listener_weights_are_compared_with_what_the_api_reports() -> None:
+    listeners = module("alb_listeners")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"][
+            "SubnetId"
+        ]
+        for i, az in enumerate("ab")
+    ]
+    elb = boto3.client("elbv2", region_name="us-east-1")
+    lb = elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    blue, green = (
+        elb.create_target_group(Name=n, Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]["TargetGroupArn"]
+        for n in ("blue", "green")
+    )
+    wanted = [{"Protocol": "HTTP", "Port": 80, "DefaultActions": [forward((blue, 90), (green, 10))]}]
+    assert listeners.plan([], wanted, purge=True) == [("create", 80, wanted[0])]
+    elb.create_listener(LoadBalancerArn=lb, **listeners.api_form(wanted[0]))
+    current = elb.describe_listeners(LoadBalancerArn=lb)["Listeners"]
+    assert listeners.plan(current, wanted, purge=True) == [], "the same split is left alone"
+    shifted = [{**wanted[0], "DefaultActions": [forward((blue, 0), (green, 100))]}]
+    assert listeners.plan(current, shifted, purge=True) == [("modify", 80, shifted[0])]
+    # One target group takes everything whatever its weight is called.
+    alone = [{**wanted[0], "DefaultActions": [{"Type": "forward", "TargetGroupArn": blue}]}]
+    elb.modify_listener(ListenerArn=current[0]["ListenerArn"], DefaultActions=[forward((blue, 100))])
+    current = elb.describe_listeners(LoadBalancerArn=lb)["Listeners"]
+    assert listeners.plan(current, alone, purge=True) == []
+    # Ports not asked for are deleted only with purge.
+    https = {"Protocol": "HTTPS", "Port": 443, "Certificates": [{"CertificateArn": "arn:c"}], "SslPolicy": "p"}
+    assert listeners.plan(current, [{**https, "DefaultActions": alone[0]["DefaultActions"]}], purge=False) == [
+        ("create", 443, {**https, "DefaultActions": alone[0]["DefaultActions"]})
+    ]
+    assert [s[:2] for s in listeners.plan(current, [], purge=True)] == [("delete", 80)]
+
+
+def test_alarm_comparison_ignores_what_the_api_adds_and_sees_metric_changes() -> None:
+    alarm = module("cloudwatch_alarm")
+    wanted = {
+        "AlarmName": "a",
+        "Threshold": 0.05,
+        "Metrics": [{"Id": "ratio", "Expression": "errors / requests", "ReturnData": True}],
+    }
+    reported = {
+        "AlarmName": "a",
+        "AlarmArn": "arn:x",
+        "Threshold": 0.05,
+        "StateValue": "OK",
+        "Metrics": [{"Id": "ratio", "Expression": "errors / requests", "ReturnData": True, "Period": 60}],
+    }
+    assert alarm.differences(reported, wanted) == []
+    assert alarm.differences(None, wanted) == ["AlarmName", "Metrics", "Threshold"]
+    changed = {**wanted, "Metrics": [{"Id": "ratio", "Expression": "errors / (requests + 1)", "ReturnData": True}]}
+    assert alarm.differences(reported, changed) == ["Metrics"]
+    assert alarm.differences({**reported, "Threshold": 5}, {**wanted, "Threshold": 5.0}) == []
+    assert not alarm.covers(1, True), "a boolean is not a number"
+
+
+def test_attribute_values_are_compared_in_the_apis_string_form() -> None:
+    attributes = module("elb_attributes")
+    current = {"idle_timeout.timeout_seconds": "60", "deletion_protection.enabled": "false"}
+    wanted = {"idle_timeout.timeout_seconds": 60, "deletion_protection.enabled": True, "routing.http2.enabled": True}
+    assert attributes.differing(current, wanted) == {
+        "deletion_protection.enabled": "true",
+        "routing.http2.enabled": "true",
+    }
+
+
+def test_flow_log_plan_replaces_a_flow_log_with_other_settings() -> None:
+    flow = module("vpc_flow_log")
+    params = {"log_group": "/g", "role_arn": "arn:role", "traffic_type": "ALL", "state": "present"}
+    good = {"FlowLogId": "fl-1", "LogGroupName": "/g", "DeliverLogsPermissionArn": "arn:role", "TrafficType": "ALL"}
+    stale = {**good, "FlowLogId": "fl-2", "TrafficType": "REJECT"}
+    other = {**good, "FlowLogId": "fl-3", "LogGroupName": "/elsewhere"}
+    assert flow.plan([good, other], params) == ([], False)
+    assert flow.plan([stale], params) == (["fl-2"], True)
+    assert flow.plan([good, good | {"FlowLogId": "fl-4"}], params) == (["fl-4"], False)
+    assert flow.plan([good, other], {**params, "state": "absent"}) == (["fl-1"], False)
+
+
+def test_waf_association_decisions() -> None:
+    waf = module("wafv2_association")
+    assert waf.decide(None, "arn:acl", "present") == (False, True)
+    assert waf.decide("arn:acl", "arn:acl", "present") == (False, False)
+    assert waf.decide("arn:old", "arn:acl", "present") == (True, True)
+    assert waf.decide("arn:acl", None, "absent") == (True, False)
+    assert waf.decide(None, None, "absent") == (False, False)
