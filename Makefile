@@ -1,7 +1,7 @@
 # modelfleet: one entry point for setting up a controller, linting, testing and running the fleet.
 #   make setup   venv with the pinned toolchain + app, a Docker engine, the systemd base image
 #   make site    setup, then site.yml against the local default inventory
-#   make test    setup, lint, unit tests, every Molecule scenario
+#   make test    setup, lint, unit tests, every Molecule scenario, the AWS and the fleet tests
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -59,10 +59,14 @@ molecule: setup ## Every Molecule scenario (SCENARIOS="a b" to choose)
 fleet-test: setup ## The local fleet end to end: site, releases, failures, scaling, teardown (under load)
 	@$(TIMED) fleet pytest -p no:cacheprovider -v -s molecule/fleet
 
-aws-test: tools ## The AWS provider against an AWS API emulator on loopback: build, re-run, inventory, teardown
+aws-test: setup ## The AWS provider against an AWS API emulator on loopback: bake, build, release, rollback, teardown
 	@$(TIMED) aws pytest -p no:cacheprovider -v molecule/aws
 
-test: setup lint unit molecule aws-test fleet-test ## Everything CI runs
+# The Molecule scenarios and the AWS test run side by side (each leaves most of a core idle: Ansible
+# waits on containers, apt and the emulator); the fleet test runs alone, as its canary judges latency.
+test: setup lint unit ## Everything CI runs: Molecule and the AWS test in two lanes, then the fleet test
+	@$(MAKE) --no-print-directory -j2 --output-sync=line molecule aws-test
+	@$(MAKE) --no-print-directory fleet-test
 
 site: setup ## Run site.yml against the local default inventory: the fleet behind the balancer
 	@$(TIMED) site ansible-playbook -i $(INVENTORY) site.yml
@@ -85,7 +89,7 @@ clean: teardown ## Same as teardown
 # The production inventory against moto server on loopback, with fake credentials: nothing reaches AWS.
 AWS_EMULATOR_ENV = eval "$$(tools/aws-emulator.sh env)" && export ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/molecule/shared/example-vault-password
 
-aws-emulated: tools ## The AWS stack on an emulator (MODELFLEET_AWS_ENDPOINT, default http://127.0.0.1:5000), left up
+aws-emulated: setup ## The AWS stack on an emulator (MODELFLEET_AWS_ENDPOINT, default http://127.0.0.1:5000), left up
 	@tools/aws-emulator.sh start
 	@$(AWS_EMULATOR_ENV) && $(TIMED) upload-model ansible-playbook -i inventories/prod playbooks/upload_model.yml
 	@$(AWS_EMULATOR_ENV) && $(TIMED) aws-site ansible-playbook -i inventories/prod site.yml

@@ -1,13 +1,17 @@
 """The AWS provider end to end against an AWS API emulator (moto server) on this machine's loopback.
 
-site.yml -i inventories/prod builds the stack, every resource is checked with boto3 describe calls (not
-with what the modules returned), a second run changes nothing, the aws_ec2 inventory groups the
+site.yml -i inventories/prod bakes the release's AMI (the builder's host side is a local container, as
+moto runs no instance) and builds the stack; every resource is checked with boto3 describe calls (not
+with what the modules returned); a second run changes nothing; a bake whose smoke test fails leaves
+nothing; releases go blue/green with a canary judged by a real Prometheus (promoted, rolled back,
+interrupted and re-run), rollback.yml goes back to the release before; the aws_ec2 inventory groups the
 instances by their tags, HTTPS with a certificate redirects HTTP, and the teardown leaves nothing of the
 project. Fake credentials; nothing can reach AWS itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +19,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 from aws import is_loopback_url  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from live_metrics import Behaviour, live_metrics  # noqa: E402
 
 ENDPOINT = os.environ.get("MODELFLEET_AWS_TEST_ENDPOINT", "http://127.0.0.1:5055")
 REGION = "us-east-1"
@@ -52,6 +60,8 @@ def aws_env(endpoint: str = ENDPOINT) -> dict[str, str]:
 
 
 def run(tool: str, *args: str, check: bool = True, endpoint: str = ENDPOINT) -> subprocess.CompletedProcess[str]:
+    if tool == "ansible-playbook":  # its own build cache: other tests may build other apps under 1.0.0 meanwhile
+        args = (*args, "-e", f"model_service_wheelhouse_cache={WORK / 'wheelhouse'}")
     started = time.monotonic()
     result = subprocess.run(
         [str(BIN / tool), *args],
@@ -97,6 +107,150 @@ def tags_of(resource: dict[str, Any]) -> dict[str, str]:
 
 def project_filters() -> list[dict[str, Any]]:
     return [{"Name": f"tag:{k}", "Values": [v]} for k, v in TAGS.items()]
+
+
+PROMETHEUS = ROOT / ".cache" / "prometheus-tools" / "bin" / "prometheus"
+OTHER_MODEL = WORK / "other-model"
+
+
+def forwards() -> dict[str, int]:
+    """Target group name -> weight, where the load balancer's listener forwards."""
+    elb = client("elbv2")
+    [lb] = elb.describe_load_balancers(Names=[NAME])["LoadBalancers"]
+    for listener in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]:
+        action = listener["DefaultActions"][0]
+        if action["Type"] == "forward":
+            groups = action["ForwardConfig"]["TargetGroups"]
+            arns = [g["TargetGroupArn"] for g in groups]
+            names = {
+                t["TargetGroupArn"]: t["TargetGroupName"]
+                for t in elb.describe_target_groups(TargetGroupArns=arns)["TargetGroups"]
+            }
+            return {names[g["TargetGroupArn"]]: g.get("Weight", 1) for g in groups}
+    return {}
+
+
+def releases() -> dict[str, dict[str, str]]:
+    """The release fleets that exist: ASG name -> its tags (Release, Image)."""
+    groups = client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    return {g["AutoScalingGroupName"]: tags_of(g) for g in groups if tags_of(g).get("Role") == "app"}
+
+
+def release_resources() -> set[str]:
+    """Names of every release's launch template and target group, with the Auto Scaling Groups'."""
+    templates = client("ec2").describe_launch_templates()["LaunchTemplates"]
+    groups = client("elbv2").describe_target_groups()["TargetGroups"]
+    return {t["LaunchTemplateName"] for t in templates} | {g["TargetGroupName"] for g in groups} | set(releases())
+
+
+def app_amis() -> list[dict[str, Any]]:
+    return client("ec2").describe_images(
+        Owners=["self"], Filters=[*project_filters(), {"Name": "tag:Role", "Values": ["app"]}]
+    )["Images"]
+
+
+def builder_leftovers() -> list[str]:
+    """Anything of a builder that exists: instance, key pair, security group, the container for it."""
+    ec2 = client("ec2")
+    alive = [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+    builder = [{"Name": "tag:Role", "Values": ["builder"]}, *project_filters()]
+    found = [
+        i["InstanceId"]
+        for r in ec2.describe_instances(Filters=[*alive, *builder])["Reservations"]
+        for i in r["Instances"]
+    ]
+    found += [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"] if k["KeyName"] == f"{NAME}-builder"]
+    found += [g["GroupName"] for g in ec2.describe_security_groups(Filters=builder)["SecurityGroups"]]
+    containers = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=modelfleet.role=builder", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return found + containers
+
+
+def release_records() -> list[dict[str, Any]]:
+    s3 = client("s3")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="releases/").get("Contents", []))
+    return [json.loads(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()) for k in keys]
+
+
+class ForwardWatch:
+    """Samples where the listener forwards, twice a second, while a playbook runs: the release's timeline."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):  # a listener being modified reads again next time
+                self.samples.append((time.monotonic() - started, forwards()))
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> ForwardWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def states(self) -> list[dict[str, int]]:
+        """The distinct states in the order they came."""
+        seen: list[dict[str, int]] = []
+        for _, state in self.samples:
+            if not seen or state != seen[-1]:
+                seen.append(state)
+        return seen
+
+    def draw(self, path: Path, title: str, names: dict[str, str]) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 2.6))
+        times = [t for t, _ in self.samples]
+        for name, label in names.items():
+            ax.step(times, [state.get(name, 0) for _, state in self.samples], where="post", label=label, lw=2)
+        ax.set_ylim(-5, 105)
+        ax.set_ylabel("% of requests")
+        ax.set_xlabel("seconds since the playbook started")
+        ax.set_title(title, fontsize=10)
+        ax.legend(loc="center left", fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def release_shares() -> dict[str, float]:
+    """Release label -> its share of the listener's requests, as the load balancer splits them now."""
+    weights = forwards()
+    total = sum(weights.values()) or 1
+    return {tags["Release"]: weights.get(name, 0) / total for name, tags in releases().items()}
+
+
+@pytest.fixture(scope="module")
+def metrics() -> Iterator[tuple[str, Behaviour]]:
+    with live_metrics(PROMETHEUS, ENDPOINT, REGION, WORK / "prometheus", release_shares) as found:
+        yield found
+
+
+def canary_args(url: str) -> list[str]:
+    settings = {
+        "modelfleet_canary_host": "localhost",
+        "modelfleet_canary_prometheus_url": url,
+        "modelfleet_canary_window": 8,
+        "modelfleet_canary_min_requests": 20,
+        "modelfleet_canary_max_wait": 30,
+        "modelfleet_aws_deregistration_delay": 1,
+    }
+    return ["-e", json.dumps(settings)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -311,9 +465,31 @@ def test_site_builds_the_stack() -> None:
     assert len([i for i in instances if tags_of(i).get("Role") == "app"]) == 2
 
 
+def test_site_baked_the_ami_and_left_no_builder() -> None:
+    [ami] = app_amis()
+    tags = tags_of(ami)
+    assert re.fullmatch(rf"{NAME}-app/1\.0\.0-[0-9a-f]{{12,}}", ami["Name"]), ami["Name"]
+    assert tags["Release"] == ami["Name"].split("/", 1)[1]
+    assert tags["Model"] == "demo-classifier"
+    assert tags["ModelVersion"] == "1.0.0"
+    archive = ROOT / "build" / "artifacts" / "demo-classifier-1.0.0.tar.gz"
+    assert len(tags["ModelSha256"]) == 64
+    assert archive.exists()
+    assert tags.items() >= TAGS.items()
+    # The fleet runs it: every release's template names the AMI, the group carries it in its tags.
+    [(name, asg_tags)] = releases().items()
+    assert asg_tags["Image"] == ami["ImageId"]
+    assert asg_tags["Release"] == tags["Release"]
+    data = client("ec2").describe_launch_template_versions(LaunchTemplateName=name)["LaunchTemplateVersions"]
+    assert [v["LaunchTemplateData"]["ImageId"] for v in data] == [ami["ImageId"]]
+    assert builder_leftovers() == []
+
+
 def test_second_run_changes_nothing() -> None:
     result = playbook("site.yml")
     assert recap(result)["changed"] == 0, [line for line in result.stdout.splitlines() if line.startswith("changed:")]
+    assert "baked before" in result.stdout, "the bake of an AMI that exists is a no-op"
+    assert len(app_amis()) == 1
 
 
 def test_inventory_groups_instances_by_tags() -> None:
@@ -334,11 +510,135 @@ def test_inventory_groups_instances_by_tags() -> None:
     assert run("ansible-inventory", "-i", "inventories/prod", "--graph").stdout.count("@az_") >= 1
 
 
+def test_bake_whose_smoke_test_fails_leaves_nothing() -> None:
+    before = {i["ImageId"] for i in app_amis()}
+    # nginx refuses the smoke test's request body (413): the roles apply, the prediction fails.
+    result = run(
+        "ansible-playbook",
+        "-i",
+        "inventories/prod",
+        "playbooks/bake.yml",
+        "-e",
+        f"model_service_model_src={OTHER_MODEL}",
+        "-e",
+        "model_service_max_body_bytes=16",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Release stopped: the bake of" in result.stdout
+    assert "Predict one row on the builder" in result.stdout
+    assert {i["ImageId"] for i in app_amis()} == before
+    assert builder_leftovers() == []
+
+
+def test_release_promotes_a_healthy_canary(metrics: tuple[str, Behaviour]) -> None:
+    url, _ = metrics
+    [blue] = releases()
+    with ForwardWatch() as watch:
+        playbook("playbooks/release.yml", "-e", f"model_service_model_src={OTHER_MODEL}", *canary_args(url))
+    [(green, tags)] = releases().items()
+    assert green != blue
+    assert watch.states() == [{blue: 100}, {blue: 90, green: 10}, {green: 100}]
+    watch.draw(WORK / "release-promoted.png", "A release promoted by the canary gate", {blue: "blue", green: "green"})
+    assert forwards() == {green: 100}
+    assert release_resources() == {green}, "blue's group, template and target group are gone"
+    [asg] = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[green])["AutoScalingGroups"]
+    assert asg["LaunchTemplate"]["Version"] == "1"
+    assert {i["ImageId"] for i in app_amis()} >= {tags["Image"]}
+    assert builder_leftovers() == []
+    record = release_records()[-1]
+    assert (record["image"], record["result"]) == (tags["Image"], "succeeded")
+    assert record["canary"]["verdict"] == "promote"
+    # The canary took its 10 % of the requests (the baseline 90 %), and the gate saw enough of them.
+    canary, baseline = record["canary"]["canary"]["requests"], record["canary"]["baseline"]["requests"]
+    assert canary >= 20
+    assert 0.05 < canary / (canary + baseline) < 0.2, (canary, baseline)
+
+
+def _first_ami() -> str:
+    return min(app_amis(), key=lambda i: i["CreationDate"])["ImageId"]
+
+
+def test_release_rolled_back_by_the_gate(metrics: tuple[str, Behaviour]) -> None:
+    url, behaviour = metrics
+    [blue] = releases()
+    ami = _first_ami()
+    [image] = client("ec2").describe_images(ImageIds=[ami])["Images"]
+    behaviour.failing = {tags_of(image)["Release"]}
+    with ForwardWatch() as watch:
+        result = playbook(
+            "playbooks/release.yml", "-e", f"modelfleet_release_image={ami}", *canary_args(url), check=False
+        )
+    behaviour.failing = set()
+    assert result.returncode != 0
+    [blue_share, canary_share, back] = watch.states()
+    assert blue_share == back == {blue: 100}
+    [green] = set(canary_share) - {blue}
+    assert canary_share == {blue: 90, green: 10}
+    watch.draw(
+        WORK / "release-rolled-back.png",
+        "A failing release rolled back by the canary gate",
+        {blue: "blue", green: "green (canary)"},
+    )
+    assert "rolled back by the canary gate: rollback: canary" in result.stdout
+    assert "5xx 50.0" in result.stdout
+    assert forwards() == {blue: 100}
+    assert release_resources() == {blue}, "green is gone"
+    record = release_records()[-1]
+    assert (record["image"], record["result"], record["canary"]["verdict"]) == (ami, "rolled back", "rollback")
+
+
+def test_interrupted_release_is_finished_by_a_rerun(metrics: tuple[str, Behaviour]) -> None:
+    url, _ = metrics
+    [blue] = releases()
+    args = ["-i", "inventories/prod", "playbooks/release.yml", "-e", f"modelfleet_release_image={_first_ami()}"]
+    args += [*canary_args(url), "-e", f"model_service_wheelhouse_cache={WORK / 'wheelhouse'}"]
+    process = subprocess.Popen(
+        [str(BIN / "ansible-playbook"), *args],
+        cwd=ROOT,
+        env=aws_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while len(forwards()) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(forwards()) == 2, "the release never shifted a share to the canary"
+    finally:
+        os.killpg(process.pid, 9)
+        process.wait()
+    shares = forwards()
+    assert shares[blue] == 90, shares
+    # Killed with both fleets up and the canary taking 10 %: the re-run finishes the release.
+    playbook(*args[2:])
+    [(green, _)] = releases().items()
+    assert green != blue
+    assert forwards() == {green: 100}
+    assert release_resources() == {green}
+
+
+def test_rollback_returns_to_the_release_before() -> None:
+    [current] = releases()
+    served_before = [r["image"] for r in release_records() if r["result"] == "succeeded"]
+    previous = next(image for image in reversed(served_before) if image != served_before[-1])
+    playbook("playbooks/rollback.yml")
+    [(back, tags)] = releases().items()
+    assert back != current
+    assert tags["Image"] == previous
+    assert forwards() == {back: 100}
+    assert release_resources() == {back}
+
+
 def test_https_with_a_certificate_redirects_http() -> None:
     acm = client("acm")
     arn = acm.request_certificate(DomainName="predict.example.com")["CertificateArn"]
     extra = {"modelfleet_aws_https": True, "modelfleet_aws_certificate_arn": arn}
-    playbook("site.yml", "-e", json.dumps(extra))
+    # The fleet tier sets the listeners (site.yml runs it last; the other tiers are tested above).
+    [serving] = releases()
+    playbook("playbooks/fleet.yml", "-e", json.dumps(extra))
+    assert forwards() == {serving: 100}, "the fleet tier keeps the release it serves"
     elb = client("elbv2")
     [lb] = elb.describe_load_balancers(Names=[NAME])["LoadBalancers"]
     listeners = {x["Port"]: x for x in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]}
@@ -374,5 +674,7 @@ def test_teardown_leaves_nothing_of_the_project() -> None:
     assert [r for r in client("iam").list_roles()["Roles"] if r["RoleName"].startswith(NAME)] == []
     assert client("logs").describe_log_groups(logGroupNamePrefix=f"/{NAME}")["logGroups"] == []
     assert [b for b in client("s3").list_buckets()["Buckets"] if b["Name"] == BUCKET] == []
+    assert app_amis() == []
+    assert builder_leftovers() == []
     # Again: nothing to do, nothing fails.
     playbook("playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true")

@@ -94,6 +94,33 @@ def aws_preflight(settings: dict[str, Any]) -> list[str]:
         problems.append(f"modelfleet_aws_access must be ssm or bastion (got {access!r})")
     if access == "bastion" and not settings.get("bastion") and not settings.get("emulated"):
         problems.append("modelfleet_aws_access is bastion but no bastion is given (modelfleet_aws_bastion: user@host)")
+    if "builder_connection" in settings:
+        problems.extend(_builder_problems(settings))
+    return problems
+
+
+def _builder_problems(settings: dict[str, Any]) -> list[str]:
+    """What stops an image builder from starting safely (checked by a bake only)."""
+    problems: list[str] = []
+    connection = settings.get("builder_connection")
+    if connection not in ("ssh", "docker"):
+        problems.append(f"modelfleet_aws_builder_connection must be ssh or docker (got {connection!r})")
+    elif connection == "docker" and not settings.get("emulated"):
+        problems.append(
+            "modelfleet_aws_builder_connection: docker stands a local container in for the builder against an "
+            "emulator only; on AWS the builder is reached over ssh"
+        )
+    elif connection == "ssh":
+        cidrs = _networks(settings.get("builder_cidrs") or [], "builder CIDRs", problems)
+        if not cidrs:
+            problems.append(
+                "the bake reaches its builder over SSH from modelfleet_aws_builder_cidrs: give the controller's "
+                "address (for example 203.0.113.7/32)"
+            )
+        elif _opens_world(cidrs):
+            problems.append(
+                "the builder's SSH would be open to the world: give the controller's address (builder CIDRs)"
+            )
     return problems
 
 
@@ -111,10 +138,39 @@ def aws_release_name(prefix: str, release: str) -> str:
     return name
 
 
+def alb_forwards(listeners: list[dict[str, Any]], target_groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where a load balancer's listeners forward: ``[{name, arn, weight}]``, largest share first.
+
+    ``listeners`` as ``elb_application_lb_info`` returns them, ``target_groups`` as ``elb_target_group_info``
+    does. An HTTP listener that only redirects to HTTPS forwards nothing; the forwarding listeners agree
+    (alb_listeners makes them so), and the first one is read.
+    """
+    names = {tg["target_group_arn"]: tg["target_group_name"] for tg in target_groups}
+    for listener in sorted(listeners, key=lambda item: -int(item.get("port", 0))):
+        for action in listener.get("default_actions", []):
+            if action.get("type") != "forward":
+                continue
+            groups = (action.get("forward_config") or {}).get("target_groups") or [
+                {"target_group_arn": action["target_group_arn"], "weight": 1}
+            ]
+            total = sum(int(g.get("weight", 1)) for g in groups) or 1
+            forwards = [
+                {
+                    "name": names.get(g["target_group_arn"], g["target_group_arn"].rsplit("/", 2)[-2]),
+                    "arn": g["target_group_arn"],
+                    "weight": round(100 * int(g.get("weight", 1)) / total),
+                }
+                for g in groups
+            ]
+            return sorted(forwards, key=lambda f: (-f["weight"], f["name"]))
+    return []
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "aws_preflight": aws_preflight,
             "aws_release_name": aws_release_name,
+            "alb_forwards": alb_forwards,
             "is_loopback_url": is_loopback_url,
         }

@@ -71,6 +71,10 @@ def test_preflight_accepts_a_safe_production_setting() -> None:
         ({"deletion_protection": False}, "deletion protection"),
         ({"bastion": ""}, "no bastion is given"),
         ({"access": "telnet"}, "must be ssm or bastion"),
+        ({"builder_connection": "ssh", "builder_cidrs": []}, "give the controller's address"),
+        ({"builder_connection": "ssh", "builder_cidrs": ["0.0.0.0/0"]}, "builder's SSH would be open to the world"),
+        ({"builder_connection": "docker"}, "against an emulator only"),
+        ({"builder_connection": "winrm"}, "must be ssh or docker"),
     ],
 )
 def test_preflight_names_each_unsafe_setting(change: dict[str, Any], problem: str) -> None:
@@ -81,6 +85,8 @@ def test_preflight_names_each_unsafe_setting(change: dict[str, Any], problem: st
 def test_preflight_allows_the_emulator_on_loopback_only() -> None:
     local = {"endpoint": "http://127.0.0.1:5000", "env_endpoint": "http://127.0.0.1:5000", "bastion": ""}
     assert aws.aws_preflight({**SAFE, **local, "emulated": True}) == []
+    assert aws.aws_preflight({**SAFE, **local, "emulated": True, "builder_connection": "docker"}) == []
+    assert aws.aws_preflight({**SAFE, "builder_connection": "ssh", "builder_cidrs": ["203.0.113.7/32"]}) == []
     assert aws.is_loopback_url("http://localhost:5000")
     assert aws.is_loopback_url("http://[::1]:5000")
     assert not aws.is_loopback_url("http://127.0.0.1.example.com:5000")
@@ -191,3 +197,37 @@ def test_waf_association_decisions() -> None:
     assert waf.decide("arn:old", "arn:acl", "present") == (True, True)
     assert waf.decide("arn:acl", None, "absent") == (True, False)
     assert waf.decide(None, None, "absent") == (False, False)
+
+
+def test_alb_forwards_reads_the_weighted_forward_and_skips_the_redirect() -> None:
+    arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{}/0123456789abcdef"
+    groups = [
+        {"target_group_arn": arn.format("modelfleet-prod-aaaaaaaa"), "target_group_name": "modelfleet-prod-aaaaaaaa"},
+        {"target_group_arn": arn.format("modelfleet-prod-bbbbbbbb"), "target_group_name": "modelfleet-prod-bbbbbbbb"},
+    ]
+    redirect = {"port": 80, "default_actions": [{"type": "redirect", "redirect_config": {"protocol": "HTTPS"}}]}
+    weighted = {
+        "port": 443,
+        "default_actions": [
+            {
+                "type": "forward",
+                "forward_config": {
+                    "target_groups": [
+                        {"target_group_arn": groups[0]["target_group_arn"], "weight": 9},
+                        {"target_group_arn": groups[1]["target_group_arn"], "weight": 1},
+                    ]
+                },
+            }
+        ],
+    }
+    assert aws.alb_forwards([redirect, weighted], groups) == [
+        {"name": "modelfleet-prod-aaaaaaaa", "arn": groups[0]["target_group_arn"], "weight": 90},
+        {"name": "modelfleet-prod-bbbbbbbb", "arn": groups[1]["target_group_arn"], "weight": 10},
+    ]
+    # A plain forward (no forward_config) is the whole share; no forwarding listener is nothing served.
+    plain = {"port": 80, "default_actions": [{"type": "forward", "target_group_arn": groups[1]["target_group_arn"]}]}
+    assert aws.alb_forwards([plain], groups) == [
+        {"name": "modelfleet-prod-bbbbbbbb", "arn": groups[1]["target_group_arn"], "weight": 100}
+    ]
+    assert aws.alb_forwards([redirect], groups) == []
+    assert aws.alb_forwards([], []) == []
