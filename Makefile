@@ -63,9 +63,15 @@ aws-test: setup ## The AWS provider against an AWS API emulator on loopback: bak
 	@$(TIMED) aws pytest -p no:cacheprovider -v molecule/aws
 
 # The Molecule scenarios and the AWS test run side by side (each leaves most of a core idle: Ansible
-# waits on containers, apt and the emulator); the fleet test runs alone, as its canary judges latency.
+# waits on containers, apt and the emulator); the AWS test's output is kept in build/aws-test.log and
+# shown when both are done. The fleet test runs alone, as its canary judges latency.
 test: setup lint unit ## Everything CI runs: Molecule and the AWS test in two lanes, then the fleet test
-	@$(MAKE) --no-print-directory -j2 --output-sync=line molecule aws-test
+	@mkdir -p build; \
+	$(MAKE) --no-print-directory aws-test > build/aws-test.log 2>&1 & aws=$$!; \
+	if $(MAKE) --no-print-directory molecule; then molecule=0; else molecule=1; fi; \
+	if wait $$aws; then aws=0; else aws=1; fi; \
+	cat build/aws-test.log; \
+	[ $$molecule -eq 0 ] && [ $$aws -eq 0 ]
 	@$(MAKE) --no-print-directory fleet-test
 
 site: setup ## Run site.yml against the local default inventory: the fleet behind the balancer
