@@ -1,28 +1,26 @@
-"""The Flask application factory: routes, the one error shape, metrics and the access log."""
+"""The Flask application factory: every route but the prediction ones (wsgi.py), and the error shapes."""
 
 from __future__ import annotations
 
 import logging
-import re
-import time
-import uuid
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from . import v2
+from .artifact import LoadedModel
 from .config import Settings
-from .errors import ApiError, payload_too_large
+from .contract import BODY_TOO_LARGE
+from .errors import ApiError, internal_error, not_ready
 from .metrics import Metrics
 from .openapi import build_openapi
 from .state import ServiceState
-from .validation import check_content_type, parse_instances, parse_json
+from .wsgi import INFER_ROUTES, PREDICT_ROUTE, REQUEST_ID, ServiceApp, error_body
 
-access_log = logging.getLogger("model_service.access")
 log = logging.getLogger("model_service")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HTTP_CODES = {
     400: ("bad_request", "the request is malformed"),
     404: ("not_found", "no such route; see /openapi.json"),
@@ -42,97 +40,48 @@ def create_app(settings: Settings, state: ServiceState | None = None) -> Flask:
             state.load()
     metrics = state.metrics
     app = Flask("model_service")
+    app.wsgi_app = ServiceApp(app.wsgi_app, settings, state)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["model_service"] = state
 
     @app.before_request
-    def _start() -> None:
-        g.started = time.perf_counter()
-        g.rows = 0
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        state.request_started()
-        metrics.in_flight.inc()
+    def _route() -> None:
+        if request.url_rule is not None:
+            request.environ["model_service.route"] = request.url_rule.rule
 
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        g.status = response.status_code
-        return response
-
-    @app.teardown_request
-    def _account(_error: BaseException | None) -> None:
-        if "started" not in g:
-            return
-        elapsed = time.perf_counter() - g.started
-        state.request_finished()
-        metrics.in_flight.dec()
-        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        status = g.get("status", 500)
-        metrics.requests.labels(route=rule, method=request.method, status=str(status)).inc()
-        metrics.latency.labels(route=rule).observe(elapsed)
-        if g.rows:
-            metrics.rows.inc(g.rows)
-        if settings.access_log:
-            access_log.info(
-                "request",
-                extra={
-                    "event": "access",
-                    "request_id": g.request_id,
-                    "method": request.method,
-                    "path": request.path,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "rows": g.rows,
-                    "remote": request.headers.get("X-Real-IP") or request.remote_addr,
-                },
-            )
+    def error_response(error: ApiError) -> Response:
+        return Response(error_body(error, request.path), status=error.status, mimetype="application/json")
 
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
-        return json_response(error.body(), error.status)
+        return error_response(error)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
         if status == 413:
-            return json_response(payload_too_large(settings.max_body_bytes).body(), 413)
-        else:
-            code, detail = _HTTP_CODES.get(status, ("http_error", error.description or error.name))
-        return json_response({"error": code, "detail": detail}, status)
+            return error_response(BODY_TOO_LARGE.error(limit=settings.max_body_bytes))
+        code, detail = _HTTP_CODES.get(status, ("http_error", error.description or error.name))
+        return error_response(ApiError(status, code, detail))
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        log.exception("unhandled error", extra={"event": "error", "request_id": g.get("request_id")})
-        return json_response(
-            {"error": "internal_error", "detail": f"unexpected {type(error).__name__}; see the service log"}, 500
-        )
+        log.exception("unhandled error", extra={"event": "error", "request_id": request.environ.get(REQUEST_ID)})
+        return error_response(internal_error(error))
 
-    @app.post("/predict")
-    def predict() -> Response:
+    def answered_by_service_app() -> Response:
+        raise RuntimeError("ServiceApp answers POST on the prediction routes before Flask sees them")
+
+    # The prediction routes are in Flask's table too, so that other methods get a 405 and the route table
+    # (which the OpenAPI test compares with the document) is complete; ServiceApp answers their POSTs.
+    for rule in (PREDICT_ROUTE, *INFER_ROUTES):
+        app.add_url_rule(rule, f"service_app{rule}", answered_by_service_app, methods=["POST"])
+
+    def served_model() -> LoadedModel:
         model = state.model
         if model is None:
-            raise ApiError(503, "not_ready", "no model is loaded yet")
-        check_content_type(request.content_type)
-        payload = parse_json(request.get_data(cache=False))
-        rows, batch = parse_instances(payload, model.features, settings.max_batch_rows)
-        probabilities = model.predict_proba(rows).tolist()
-        g.rows = len(probabilities)
-        keys, labels = model.label_keys, model.labels
-        predictions = []
-        for row in probabilities:
-            best = max(range(len(row)), key=row.__getitem__)
-            predictions.append(
-                {
-                    "predicted_class": labels[best],
-                    "probabilities": dict(zip(keys, row, strict=True)),
-                    "confidence": row[best],
-                    "model_version": model.version,
-                }
-            )
-        if batch:
-            return json_response({"predictions": predictions, "model_version": model.version})
-        return json_response(predictions[0])
+            raise not_ready()
+        return model
 
     @app.get("/health")
     def health() -> Response:
@@ -140,18 +89,14 @@ def create_app(settings: Settings, state: ServiceState | None = None) -> Flask:
 
     @app.get("/ready")
     def ready() -> Response:
-        model = state.model
-        if model is None:
-            raise ApiError(503, "not_ready", "no model is loaded yet")
+        model = served_model()
         if state.draining:
             raise ApiError(503, "draining", "the service is shutting down")
         return json_response({"status": "ready", "model": model.name, "model_version": model.version})
 
     @app.get("/model")
     def model_info() -> Response:
-        model = state.model
-        if model is None:
-            raise ApiError(503, "not_ready", "no model is loaded yet")
+        model = served_model()
         runtime = {
             "small_batches": model.runtime_for(1).name,
             "large_batches": model.reference.name,
@@ -167,7 +112,39 @@ def create_app(settings: Settings, state: ServiceState | None = None) -> Flask:
     @app.get("/openapi.json")
     def openapi() -> Response:
         model = state.model
-        features = model.features if model is not None else ()
-        return json_response(build_openapi(features, settings.max_batch_rows, settings.max_body_bytes))
+        if model is None:
+            return json_response(build_openapi((), settings.max_batch_rows, settings.max_body_bytes))
+        return json_response(
+            build_openapi(model.features, settings.max_batch_rows, settings.max_body_bytes, model.name, model.version)
+        )
+
+    @app.get("/v2")
+    def v2_server() -> Response:
+        return json_response(v2.server_metadata())
+
+    @app.get("/v2/health/live")
+    def v2_live() -> Response:
+        return json_response({"live": True})
+
+    @app.get("/v2/health/ready")
+    def v2_ready() -> Response:
+        served_model()
+        if state.draining:
+            raise ApiError(503, "draining", "the service is shutting down")
+        return json_response({"ready": True})
+
+    @app.get("/v2/models/<name>")
+    @app.get("/v2/models/<name>/versions/<version>")
+    def v2_model(name: str, version: str | None = None) -> Response:
+        model = served_model()
+        v2.check_model(model, name, version)
+        return json_response(v2.model_metadata(model))
+
+    @app.get("/v2/models/<name>/ready")
+    @app.get("/v2/models/<name>/versions/<version>/ready")
+    def v2_model_ready(name: str, version: str | None = None) -> Response:
+        model = served_model()
+        v2.check_model(model, name, version)
+        return json_response({"name": model.name, "ready": state.ready})
 
     return app

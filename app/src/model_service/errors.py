@@ -16,9 +16,12 @@ class ApiError(Exception):
         return {"error": self.code, "detail": self.detail}
 
 
-def payload_too_large(limit: int) -> ApiError:
-    """The answer to a body over the limit, whether waitress or Flask notices it first."""
-    return ApiError(413, "payload_too_large", f"the body is larger than the limit of {limit} bytes")
+def internal_error(error: Exception) -> ApiError:
+    return ApiError(500, "internal_error", f"unexpected {type(error).__name__}; see the service log")
+
+
+def not_ready() -> ApiError:
+    return ApiError(503, "not_ready", "no model is loaded yet")
 
 
 class ArtifactError(Exception):

@@ -11,13 +11,14 @@ import time
 from types import FrameType
 from typing import Any
 
-import orjson
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
 from .config import Settings
-from .errors import ApiError, ArtifactError, payload_too_large
+from .contract import BODY_TOO_LARGE
+from .errors import ApiError, ArtifactError
+from .wsgi import error_body
 
 log = logging.getLogger("model_service")
 
@@ -41,10 +42,10 @@ class JsonErrorTask(ErrorTask):
     def execute(self) -> None:
         error = self.request.error
         if error.code == 413:
-            answer = payload_too_large(self.channel.server.adj.max_request_body_size)
+            answer = BODY_TOO_LARGE.error(limit=self.channel.server.adj.max_request_body_size)
         else:
             answer = ApiError(error.code, error.reason.lower().replace(" ", "_"), str(error.body))
-        body = orjson.dumps(answer.body())
+        body = error_body(answer, getattr(self.request, "path", "") or "")
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()

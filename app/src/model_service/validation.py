@@ -1,18 +1,23 @@
-"""Turning a request body into a float32 matrix, or an ApiError that says exactly what to fix."""
+"""Turning a /predict body into a float32 matrix, or an ApiError that says exactly what to fix.
+
+The rules are contract.py's. A valid row costs no per-feature Python: the keys are checked as one set
+operation, the values taken in feature order by one ``itemgetter`` call and their types checked as
+one set; only a row that fails is looked at feature by feature to say what is wrong with it.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import orjson
 
-from .errors import ApiError
+from . import contract as c
 
 _MAX_NAMES_IN_DETAIL = 10
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+NUMBER_TYPES = frozenset((int, float))
 
 
 def _names(names: Sequence[str]) -> str:
@@ -21,78 +26,92 @@ def _names(names: Sequence[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+def json_type(value: Any) -> str:
+    return {str: "string", list: "array", dict: "object", type(None): "null", bool: "boolean"}.get(
+        type(value), "number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
 def check_content_type(content_type: str | None) -> None:
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media != "application/json":
-        raise ApiError(415, "unsupported_media_type", f"send Content-Type: application/json (got {media or 'none'})")
+    if media != c.JSON_MEDIA_TYPE:
+        raise c.MEDIA_TYPE.error(media=media or "none")
 
 
 def parse_json(body: bytes) -> Any:
     if not body:
-        raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
+        raise c.EMPTY_BODY.error()
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(
-            400, "invalid_json", f"the body is not valid JSON ({exc}); NaN and Infinity are not JSON"
-        ) from exc
+        raise c.INVALID_JSON.error(reason=exc) from exc
 
 
-def _row(instance: Any, features: Sequence[str], feature_set: frozenset[str], where: str) -> list[float]:
-    if not isinstance(instance, dict):
-        raise ApiError(422, "invalid_instance", f"{where}must be a JSON object of feature name to number")
-    if len(instance) != len(features) or not feature_set.issuperset(instance):
-        missing = [name for name in features if name not in instance]
-        unknown = sorted(str(key) for key in instance if key not in feature_set)
+class RowReader:
+    """Reads instances (JSON objects of feature name to number) of one model's features."""
+
+    def __init__(self, features: Sequence[str]) -> None:
+        self.features = tuple(features)
+        self._set = frozenset(self.features)
+        self._get = itemgetter(*self.features) if len(self.features) > 1 else lambda d: (d[self.features[0]],)
+
+    def row(self, instance: Any, where: str = "") -> tuple[Any, ...]:
+        if type(instance) is not dict:
+            raise c.INSTANCE_NOT_AN_OBJECT.error(where)
+        if len(instance) != len(self.features) or not self._set.issuperset(instance):
+            raise self._feature_error(instance, where)
+        values = self._get(instance)
+        if not NUMBER_TYPES.issuperset(map(type, values)):
+            raise self._value_error(values, where)
+        return values
+
+    def _feature_error(self, instance: dict[str, Any], where: str) -> Exception:
+        missing = [name for name in self.features if name not in instance]
+        unknown = sorted(str(key) for key in instance if key not in self._set)
         parts = []
         if missing:
             parts.append(f"missing features: {_names(missing)}")
         if unknown:
             parts.append(f"unknown features: {_names(unknown)}")
-        raise ApiError(422, "invalid_features", f"{where}{'; '.join(parts)}")
-    row = []
-    for name in features:
-        value = instance[name]
-        kind = type(value)
-        if kind is float:
-            if not math.isfinite(value):
-                raise ApiError(422, "invalid_value", f"{where}{name} must be a finite number")
-        elif kind is not int:
-            shown = "a boolean" if kind is bool else f"a {_json_type(value)}"
-            raise ApiError(422, "invalid_value", f"{where}{name} must be a number, not {shown}")
-        row.append(value)
-    return row
+        return c.FEATURES.error(where, problems="; ".join(parts))
+
+    def _value_error(self, values: Sequence[Any], where: str) -> Exception:
+        for name, value in zip(self.features, values, strict=True):
+            if type(value) not in NUMBER_TYPES:
+                kind = json_type(value)
+                return c.NOT_A_NUMBER.error(where, name=name, kind=f"a {kind}")
+        raise AssertionError("unreachable: every value is a number")
+
+    def matrix(self, payload: Any, max_rows: int) -> tuple[np.ndarray, bool]:
+        """Return (rows as float32 of shape (n, features), whether the body was a batch)."""
+        if type(payload) is not dict:
+            raise c.NOT_AN_OBJECT.error(kind=json_type(payload))
+        if "instances" in payload:
+            if len(payload) != 1:
+                raise c.BATCH_KEYS.error()
+            instances = payload["instances"]
+            if type(instances) is not list:
+                raise c.INSTANCES_NOT_ARRAY.error(kind=json_type(instances))
+            if not instances:
+                raise c.EMPTY_BATCH.error()
+            if len(instances) > max_rows:
+                raise c.BATCH_TOO_LARGE.error(rows=len(instances), limit=max_rows)
+            row = self.row
+            rows = [row(item, f"instances[{i}]: ") for i, item in enumerate(instances)]
+            batch = True
+        else:
+            rows = [self.row(payload)]
+            batch = False
+        return finite_float32(np.array(rows, dtype=np.float64), c.NOT_FINITE), batch
 
 
-def _json_type(value: Any) -> str:
-    return {str: "string", list: "array", dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+def finite_float32(matrix: np.ndarray, rule: c.Rule) -> np.ndarray:
+    """The matrix as float32, refused by ``rule`` when a value is NaN, infinite or beyond float32."""
+    if not np.isfinite(matrix).all() or np.abs(matrix).max() > c.FLOAT32_MAX:
+        raise rule.error()
+    return matrix.astype(np.float32)
 
 
 def parse_instances(payload: Any, features: Sequence[str], max_rows: int) -> tuple[np.ndarray, bool]:
     """Return (rows as float32 of shape (n, features), whether the body was a batch)."""
-    feature_set = frozenset(features)
-    if not isinstance(payload, dict):
-        raise ApiError(
-            422,
-            "invalid_body",
-            f"the body must be a JSON object (one instance or {{'instances': [...]}}), not a {_json_type(payload)}",
-        )
-    if "instances" in payload:
-        if len(payload) != 1:
-            raise ApiError(422, "invalid_body", "a batch body holds only the key 'instances'")
-        instances = payload["instances"]
-        if not isinstance(instances, list):
-            raise ApiError(422, "invalid_body", f"'instances' must be an array, not a {_json_type(instances)}")
-        if not instances:
-            raise ApiError(422, "empty_batch", "'instances' is empty; send 1 or more instances")
-        if len(instances) > max_rows:
-            raise ApiError(413, "batch_too_large", f"'instances' has {len(instances)} rows; the limit is {max_rows}")
-        rows = [_row(item, features, feature_set, f"instances[{i}]: ") for i, item in enumerate(instances)]
-        batch = True
-    else:
-        rows = [_row(payload, features, feature_set, "")]
-        batch = False
-    matrix = np.asarray(rows, dtype=np.float64)
-    if np.abs(matrix).max() > _FLOAT32_MAX:
-        raise ApiError(422, "invalid_value", "a value is too large: numbers must fit a 32-bit float (about ±3.4e38)")
-    return matrix.astype(np.float32), batch
+    return RowReader(features).matrix(payload, max_rows)

@@ -133,3 +133,28 @@ def test_both_processes_answer_behind_nginx(host, instance):
 def test_service_not_reachable_directly_from_outside(host):
     assert not host.socket("tcp://0.0.0.0:8001").is_listening
     assert host.socket("tcp://127.0.0.1:8001").is_listening
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_open_inference_protocol_through_nginx(instance, binary):
+    import numpy as np
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(API.removeprefix("http://"))
+    assert client.is_model_ready("demo-classifier")
+    rows = np.array([list(instance.values())] * 3, dtype=np.float32)
+    tensor = triton.InferInput("input-0", [3, rows.shape[1]], "FP32")
+    tensor.set_data_from_numpy(rows, binary_data=binary)
+    outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("probabilities", "predicted_class")]
+    for _ in range(20):
+        try:
+            result = client.infer("demo-classifier", [tensor], outputs=outputs)
+            break
+        except triton.InferenceServerException as error:
+            if error.status() != "429":
+                raise
+            time.sleep(0.5)
+    expected = polite_post("/predict", json=instance).json()
+    assert result.as_numpy("predicted_class").tolist() == [expected["predicted_class"]] * 3
+    probabilities = result.as_numpy("probabilities")[0]
+    assert np.abs(probabilities - np.array(list(expected["probabilities"].values()))).max() <= 1e-5
