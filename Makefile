@@ -17,7 +17,7 @@ export MODELFLEET_BASE_IMAGE := $(BASE_IMAGE)
 TIMED := tools/timed
 
 .PHONY: help setup venv tools docker base-image lint unit molecule fleet-test aws-test test site release rollback load teardown clean \
-  aws-emulated aws-emulated-down
+  aws-emulated aws-emulated-down bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -86,6 +86,14 @@ rollback: setup ## Go back to the image served before (IMAGE=modelfleet/app:TAG 
 
 load: venv ## Prediction load through the local balancer (DURATION=30 RATE=100; PNG=path to draw it)
 	@python bench/load.py --seconds $(or $(DURATION),30) --rate $(or $(RATE),100) $(if $(PNG),--png $(PNG))
+
+# MLServer (the usual peer) gets its own venv: its dependencies are not the service's.
+BENCH_VENV ?= build/bench-venv
+bench: venv ## Serving benchmark: the service, the HTTP ceiling and MLServer side by side, one table (BENCH_SECONDS=8)
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || apt-get install -y -q wrk nginx >/dev/null
+	@test -x $(BENCH_VENV)/bin/mlserver || { $(PYTHON) -m venv $(BENCH_VENV) && $(BENCH_VENV)/bin/pip install -q -r bench/mlserver-requirements.txt; }
+	@pip install -q -r bench/requirements.txt
+	@python bench/run.py --seconds $(or $(BENCH_SECONDS),8) --mlserver $(BENCH_VENV)/bin/mlserver
 
 teardown: venv ## Remove every container, network, volume and image of the local fleet
 	@$(TIMED) teardown ansible-playbook -i $(INVENTORY) playbooks/teardown.yml

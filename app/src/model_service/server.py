@@ -98,6 +98,7 @@ class Service:
             # Refused from the Content-Length header (or while chunks arrive), before any buffering.
             max_request_body_size=settings.max_body_bytes,
             ident="model-service",
+            recv_bytes=65536,
             expose_tracebacks=False,
         )
 

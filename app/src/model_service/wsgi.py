@@ -16,11 +16,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
 from . import contract as c
 from . import v2
 from .errors import ApiError, internal_error, not_ready
+from .logs import AccessLog
 from .validation import RowReader, check_content_type, parse_json
 
 if TYPE_CHECKING:
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     from .config import Settings
     from .state import ServiceState
 
-access_log = logging.getLogger("model_service.access")
 log = logging.getLogger("model_service")
 
 StartResponse = Callable[..., Any]
@@ -61,7 +62,8 @@ class ServiceApp:
         self._settings = settings
         self._state = state
         self._metrics = state.metrics
-        self._readers: dict[int, RowReader] = {}
+        self._serving: tuple[LoadedModel, RowReader, Callable[[np.ndarray], np.ndarray]] | None = None
+        self._access_log = AccessLog() if settings.access_log else None
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._latencies: dict[str, Any] = {}
 
@@ -127,19 +129,20 @@ class ServiceApp:
             raise not_ready()
         return model
 
-    def _reader(self, model: LoadedModel) -> RowReader:
-        reader = self._readers.get(id(model))
-        if reader is None or reader.features != model.features:
-            self._readers = {id(model): RowReader(model.features)}
-            reader = self._readers[id(model)]
-        return reader
+    def _serve(self) -> tuple[LoadedModel, RowReader, Callable[[np.ndarray], np.ndarray]]:
+        """The served model, its row reader and its prediction."""
+        model = self._model()
+        serving = self._serving
+        if serving is None or serving[0] is not model:
+            serving = self._serving = (model, RowReader(model.features), model.predict_proba)
+        return serving
 
     def _predict(self, environ: dict[str, Any]) -> bytes:
-        model = self._model()
+        model, reader, predict = self._serve()
         check_content_type(environ.get("CONTENT_TYPE"))
         payload = parse_json(self._body(environ))
-        rows, batch = self._reader(model).matrix(payload, self._settings.max_batch_rows)
-        probabilities = model.predict_proba(rows)
+        rows, batch = reader.matrix(payload, self._settings.max_batch_rows)
+        probabilities = predict(rows)
         environ["model_service.rows"] = len(rows)
         best = probabilities.argmax(axis=1).tolist()
         keys, labels, version = model.label_keys, model.labels, model.version
@@ -157,14 +160,14 @@ class ServiceApp:
         return orjson.dumps(predictions[0])
 
     def _infer(self, environ: dict[str, Any], route: re.Match[str], headers: list[tuple[str, str]]) -> bytes:
-        model = self._model()
+        model, _, predict = self._serve()
         v2.check_model(model, route.group(1), route.group(2))
         encoding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise c.V2_CONTENT_ENCODING.error(encoding=encoding)
         header_length = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
         request = v2.parse_infer(self._body(environ), header_length, len(model.features), self._settings.max_batch_rows)
-        probabilities = model.predict_proba(request.rows)
+        probabilities = predict(request.rows)
         environ["model_service.rows"] = len(request.rows)
         body, json_length = v2.infer_response(model, request, probabilities)
         if json_length is not None:
@@ -192,10 +195,9 @@ class ServiceApp:
         rows = environ.get("model_service.rows", 0)
         if rows:
             metrics.rows.inc(rows)
-        if self._settings.access_log:
-            access_log.info(
-                "request",
-                extra={
+        if self._access_log is not None:
+            self._access_log.write(
+                {
                     "event": "access",
                     "request_id": request_id,
                     "method": method,
@@ -204,5 +206,5 @@ class ServiceApp:
                     "duration_ms": round(elapsed * 1000, 3),
                     "rows": rows,
                     "remote": environ.get("HTTP_X_REAL_IP") or environ.get("REMOTE_ADDR"),
-                },
+                }
             )
