@@ -89,11 +89,11 @@ load: venv ## Prediction load through the local balancer (DURATION=30 RATE=100; 
 
 # MLServer (the usual peer) gets its own venv: its dependencies are not the service's.
 BENCH_VENV ?= build/bench-venv
-bench: venv ## Serving benchmark: the service, the HTTP ceiling and MLServer side by side, one table (BENCH_SECONDS=8)
+bench: venv ## Serving benchmark: the service, the HTTP ceiling and MLServer side by side, one table (BENCH_SECONDS=8; PNG=path to draw it)
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || apt-get install -y -q wrk nginx >/dev/null
 	@test -x $(BENCH_VENV)/bin/mlserver || { $(PYTHON) -m venv $(BENCH_VENV) && $(BENCH_VENV)/bin/pip install -q -r bench/mlserver-requirements.txt; }
 	@pip install -q -r bench/requirements.txt
-	@python bench/run.py --seconds $(or $(BENCH_SECONDS),8) --mlserver $(BENCH_VENV)/bin/mlserver
+	@python bench/run.py --seconds $(or $(BENCH_SECONDS),8) --mlserver $(BENCH_VENV)/bin/mlserver $(if $(PNG),--png $(PNG))
 
 teardown: venv ## Remove every container, network, volume and image of the local fleet
 	@$(TIMED) teardown ansible-playbook -i $(INVENTORY) playbooks/teardown.yml

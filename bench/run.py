@@ -230,6 +230,7 @@ def main() -> int:
         default=str(ROOT / "build" / "bench-venv" / "bin" / "mlserver"),
         help="the mlserver command, or 'none' to leave MLServer out",
     )
+    parser.add_argument("--png", type=Path, help="also draw the comparison to this PNG")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
@@ -315,6 +316,8 @@ def main() -> int:
                 wrk(target.url, script, load.connections, 2)  # warm-up
                 results[(target.name, load.name)] = Result(*wrk(target.url, script, load.connections, args.seconds))
         print_table(targets, results, accuracy, args.seconds)
+        if args.png is not None:
+            draw(targets, results, args.png)
     finally:
         pid = tmp / "nginx.pid"
         if pid.exists():
@@ -359,6 +362,43 @@ def print_table(targets: list[Target], results: dict, accuracy: dict[str, float]
                 f"| {target.name} | {load.name} | {result.rps:,.0f} | {result.rps * load.rows:,.0f} | "
                 f"{result.p50_ms:.1f} | {result.p99_ms:.1f} | {result.errors} | {vs_ceiling} | {vs_peer} | {error} |"
             )
+
+
+def draw(targets: list[Target], results: dict, path: Path) -> None:
+    """Two panels: single rows (req/s at c=16, p99 on the bar) and batches (rows/s), one bar per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (
+        ("1 row, c=16", "req/s, single rows, 16 connections", 1),
+        ("64-row batches, c=16", "rows/s, 64-row batches", 64),
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for ax, (load, title, rows) in zip(axes, panels, strict=True):
+        shown = [(t, results[(t.name, load)]) for t in targets if (t.name, load) in results]
+        names = [t.name.replace(", ", "\n", 1) for t, _ in shown]
+        values = [r.rps * rows for _, r in shown]
+        colours = [
+            "#9e9e9e" if t.kind == "ceiling" else "#e07b39" if t.kind == "mlserver" else "#2f6db5" for t, _ in shown
+        ]
+        bars = ax.barh(names, values, color=colours)
+        for bar, (_, result) in zip(bars, shown, strict=True):
+            ax.text(
+                bar.get_width(),
+                bar.get_y() + bar.get_height() / 2,
+                f" {bar.get_width():,.0f}  p99 {result.p99_ms:.0f} ms",
+                va="center",
+                fontsize=8,
+            )
+        ax.invert_yaxis()
+        ax.set_title(title)
+        ax.set_xlim(0, max(values) * 1.45)
+        ax.tick_params(axis="y", labelsize=8)
+    fig.suptitle("modelfleet model service vs the HTTP ceiling and MLServer 1.7 (same machine, same run)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

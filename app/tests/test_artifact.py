@@ -106,6 +106,9 @@ def test_tree_runtime_matches_xgboost(artifact: Path, metadata: dict) -> None:
     with_missing[::3, 5] = np.nan
     with_missing[1::4, 0] = np.nan
     assert np.abs(tree.predict_proba(with_missing) - reference.predict_proba(with_missing)).max() <= 1e-5
+    for row in with_missing[:12]:  # one row at a time walks its own path through the trees
+        single = row[None, :]
+        assert np.abs(tree.predict_proba(single) - reference.predict_proba(single)).max() <= 1e-5
 
 
 def test_tree_runtime_binary_logistic() -> None:
@@ -116,6 +119,8 @@ def test_tree_runtime_binary_logistic() -> None:
     tree = TreeRuntime(json.loads(booster.save_raw("json")))
     reference = XGBoostRuntime(booster, "binary:logistic")
     assert np.abs(tree.predict_proba(data) - reference.predict_proba(data)).max() <= 1e-5
+    for row in data[:5]:
+        assert np.abs(tree.predict_proba(row[None, :]) - reference.predict_proba(row[None, :])).max() <= 1e-5
 
 
 def test_train_cli_and_help(tmp_path: Path) -> None:

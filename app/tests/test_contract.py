@@ -147,3 +147,42 @@ def test_request_checks_raise_only_contract_rules(module) -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ApiError"
     ]
     assert direct == []
+
+
+def test_fast_reader_accepts_and_refuses_what_the_careful_one_does(metadata, instance) -> None:
+    import numpy as np
+    import orjson
+    from model_service.errors import ApiError
+    from model_service.validation import RowReader, parse_json
+
+    reader = RowReader(metadata["features"])
+    bodies = [
+        instance,
+        {k: int(v) for k, v in instance.items()},
+        {"instances": [instance] * 3},
+        {"instances": []},
+        {"instances": [instance] * 51},
+        {"instances": [instance], "more": 1},
+        {**instance, "feat3": True},
+        {**instance, "feat3": "3"},
+        {**instance, "extra": 1},
+        {k: v for k, v in instance.items() if k != "feat2"},
+        {**instance, "feat3": 1e300},
+        {**instance, "feat3": '"instances"'},
+        [instance],
+    ]
+    raw = [orjson.dumps(body) for body in bodies] + [b"", b"{nope", b'{"instances": [1]}']
+    for body in raw:
+        try:
+            careful: object = reader.matrix(parse_json(body), 50)
+        except ApiError as error:
+            careful = (error.status, error.code, error.detail)
+        try:
+            fast: object = reader.read(body, 50)
+        except ApiError as error:
+            fast = (error.status, error.code, error.detail)
+        if isinstance(careful, tuple) and isinstance(careful[0], np.ndarray):
+            assert np.array_equal(fast[0], careful[0]), body
+            assert fast[1] == careful[1], body
+        else:
+            assert fast == careful, body

@@ -110,10 +110,33 @@ class TreeRuntime:
         tree_group = np.asarray(model.get("tree_info", [0] * len(trees)), dtype=np.intp)
         self._group_matrix = np.zeros((len(trees), groups), dtype=np.float64)
         self._group_matrix[np.arange(len(trees)), tree_group] = 1.0
+        self._tree_group = tree_group
+        # One row walks every tree with nodes numbered 2*node: the pair's child is then one take away
+        # (``next[2*node + go_right]`` is already doubled) and node attributes are repeated per pair.
+        self._roots2 = 2 * self._roots
+        self._features2 = np.repeat(self._features, 2)
+        self._thresholds2 = np.repeat(self._thresholds, 2)
+        self._next2 = 2 * self._children
+        self._leaves2 = np.repeat(self._leaves, 2)
+        self._default_left2 = np.repeat(self._default_left, 2)
+
+    def _margins_one(self, row: np.ndarray) -> np.ndarray:
+        node = self._roots2
+        missing = bool(np.isnan(row).any())
+        for _ in range(self.depth):
+            value = row.take(self._features2.take(node))
+            go_right = value >= self._thresholds2.take(node)
+            if missing:
+                go_right = np.where(np.isnan(value), ~self._default_left2.take(node), go_right)
+            node = self._next2.take(node + go_right)
+        margin = np.bincount(self._tree_group, weights=self._leaves2.take(node), minlength=self._base.size)
+        return (margin + self._base)[None, :]
 
     def margins(self, rows: np.ndarray) -> np.ndarray:
         count, width = rows.shape
         flat = np.ascontiguousarray(rows, dtype=np.float32).ravel()
+        if count == 1:
+            return self._margins_one(flat)
         row_base = (np.arange(count, dtype=np.intp) * width)[:, None]
         node = np.broadcast_to(self._roots, (count, self._roots.size)).copy()
         has_missing = bool(np.isnan(flat).any())
