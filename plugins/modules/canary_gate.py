@@ -81,6 +81,12 @@ options:
       under this many seconds (noise on fast services).
     type: float
     default: 0.01
+  max_class_mix_psi:
+    description: >-
+      When set, also compare the mix of predicted classes: the canary and the baseline answer the same
+      traffic, so a population stability index of the canary's class shares against the baseline's above
+      this value is a regression even without errors (0.2 is the usual "significant shift"). Off when unset.
+    type: float
   on_too_few_requests:
     description: The verdict when O(min_requests) never came within O(max_wait) (readiness still counts).
     type: str
@@ -118,7 +124,9 @@ reasons:
   type: list
   elements: str
 canary:
-  description: What the canary did in the window (requests, errors, error_ratio, p99_seconds, targets, ready).
+  description: >-
+    What the canary did in the window (requests, errors, error_ratio, p99_seconds, targets, ready, and the
+    rows predicted per class, classes).
   returned: always
   type: dict
 baseline:
@@ -161,6 +169,7 @@ class Stats:
     p99_seconds: float | None = None
     targets: int = 0
     ready: bool = False
+    classes: dict[str, float] | None = None
 
     @property
     def error_ratio(self) -> float:
@@ -179,6 +188,19 @@ class Thresholds:
     max_p99_ratio: float = 1.5
     p99_tolerance_seconds: float = 0.01
     on_too_few_requests: str = "rollback"
+    max_class_mix_psi: float | None = None
+
+
+def psi(expected: dict[str, float], actual: dict[str, float], floor: float = 1e-4) -> float:
+    """Population stability index of the shares in ``actual`` against those in ``expected`` (counts per class)."""
+    labels = sorted(set(expected) | set(actual))
+    total_e, total_a = sum(expected.values()), sum(actual.values())
+    value = 0.0
+    for label in labels:
+        e = max(expected.get(label, 0.0) / total_e, floor)
+        a = max(actual.get(label, 0.0) / total_a, floor)
+        value += (a - e) * math.log(a / e)
+    return value
 
 
 def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list[str]]:
@@ -209,6 +231,11 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
                 f"p99 {p99 * 1000:.1f} ms > {limits.max_p99_ratio:g} x baseline {base * 1000:.1f} ms"
                 f" ({(p99 - base) * 1000:.1f} ms slower; tolerance {limits.p99_tolerance_seconds * 1000:.0f} ms)"
             )
+    mix = limits.max_class_mix_psi
+    if mix is not None and canary.classes and baseline.classes:
+        shift = psi(baseline.classes, canary.classes)
+        if shift > mix:
+            reasons.append(f"class mix PSI {shift:.2f} against the baseline > {mix:g}")
     return ("rollback" if reasons else "promote"), reasons
 
 
@@ -252,7 +279,9 @@ def _matchers(*parts: str) -> str:
     return "{" + ", ".join(part for part in parts if part) + "}"
 
 
-def observe(prom: Prometheus, selector: str, job: str, route: str, window: int, at: float) -> Stats:
+def observe(
+    prom: Prometheus, selector: str, job: str, route: str, window: int, at: float, classes: bool = False
+) -> Stats:
     """What the series selected by ``selector`` did in the ``window`` seconds up to ``at``."""
     base = [f'job="{job}"', selector]
     requests = _matchers(*base, f'route="{route}"')
@@ -268,12 +297,17 @@ def observe(prom: Prometheus, selector: str, job: str, route: str, window: int, 
     targets = prom.scalar(f"count(up{_matchers(*base)})", at) or 0
     up = prom.scalar(f"min(min_over_time(up{_matchers(*base)}{span}))", at)
     ready = prom.scalar(f"min(min_over_time(model_service_ready{_matchers(*base)}{span}))", at)
+    per_class = None
+    if classes:
+        found = prom.query(f"sum by (class) (increase(model_service_predictions_total{_matchers(*base)}{span}))", at)
+        per_class = {r["metric"].get("class", ""): float(r["value"][1]) for r in found if float(r["value"][1]) > 0}
     return Stats(
         requests=round(total, 1),
         errors=round(failed, 1),
         p99_seconds=None if p99 is None else round(p99, 6),
         targets=int(targets),
         ready=up == 1 and ready == 1,
+        classes=per_class,
     )
 
 
@@ -296,11 +330,11 @@ def run_gate(
     sleep(window)
     while True:
         now = clock()
-        seen = observe(prom, canary, job, route, window, now)
+        seen = observe(prom, canary, job, route, window, now, limits.max_class_mix_psi is not None)
         if seen.requests >= limits.min_requests or now - started + poll_interval > max_wait:
             break
         sleep(poll_interval)
-    base = observe(prom, baseline, job, route, window, now)
+    base = observe(prom, baseline, job, route, window, now, limits.max_class_mix_psi is not None)
     verdict, reasons = judge(seen, base, limits)
     waited = round(clock() - started, 1)
     p99 = "n/a" if seen.p99_seconds is None else f"{seen.p99_seconds * 1000:.1f} ms"
@@ -340,6 +374,7 @@ def main() -> None:
             "max_p99_seconds": {"type": "float", "default": 0.5},
             "max_p99_ratio": {"type": "float", "default": 1.5},
             "p99_tolerance_seconds": {"type": "float", "default": 0.01},
+            "max_class_mix_psi": {"type": "float"},
             "on_too_few_requests": {"type": "str", "default": "rollback", "choices": ["rollback", "promote"]},
             "timeout": {"type": "int", "default": 10},
         },
@@ -358,6 +393,7 @@ def main() -> None:
         max_p99_ratio=p["max_p99_ratio"],
         p99_tolerance_seconds=p["p99_tolerance_seconds"],
         on_too_few_requests=p["on_too_few_requests"],
+        max_class_mix_psi=p["max_class_mix_psi"],
     )
     try:
         result = run_gate(

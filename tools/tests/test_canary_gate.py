@@ -4,6 +4,7 @@ Prometheus that scrapes four hosts serving metrics of a baseline and three canar
 from __future__ import annotations
 
 import importlib.util
+import math
 import socket
 import subprocess
 import sys
@@ -65,6 +66,23 @@ def test_no_verdict_on_too_few_requests_unless_told() -> None:
     assert judge(not_ready, HEALTHY, Thresholds(min_requests=100, on_too_few_requests="promote"))[0] == "rollback"
 
 
+def test_psi_of_class_counts() -> None:
+    assert gate.psi({"a": 50, "b": 50}, {"a": 5, "b": 5}) == 0.0
+    assert gate.psi({"a": 50, "b": 50}, {"a": 90, "b": 10}) == pytest.approx(0.4 * math.log(1.8) + 0.4 * math.log(5))
+    assert math.isfinite(gate.psi({"a": 50, "b": 50}, {"a": 10}))
+
+
+def test_a_class_mix_unlike_the_baselines_rolls_back_only_when_asked() -> None:
+    baseline = Stats(requests=1000, p99_seconds=0.004, targets=2, ready=True, classes={"1": 500, "2": 500})
+    same = Stats(requests=500, p99_seconds=0.004, targets=1, ready=True, classes={"1": 240, "2": 260})
+    shifted = Stats(requests=500, p99_seconds=0.004, targets=1, ready=True, classes={"1": 480, "2": 20})
+    assert judge(shifted, baseline, Thresholds())[0] == "promote"
+    assert judge(same, baseline, Thresholds(max_class_mix_psi=0.2)) == ("promote", [])
+    verdict, (reason,) = judge(shifted, baseline, Thresholds(max_class_mix_psi=0.2))
+    assert verdict == "rollback"
+    assert reason.startswith("class mix PSI 1.")
+
+
 def test_a_canary_prometheus_does_not_see_is_rolled_back() -> None:
     assert judge(Stats(), HEALTHY, Thresholds()) == ("rollback", ["no canary target is scraped by Prometheus"])
 
@@ -77,8 +95,17 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 class Host:
     """The model service's metrics of one host whose counters grow with the clock, as under load."""
 
-    def __init__(self, release: str, rate: float, error_ratio: float, latency: float, ready: int = 1) -> None:
+    def __init__(
+        self,
+        release: str,
+        rate: float,
+        error_ratio: float,
+        latency: float,
+        ready: int = 1,
+        mix: tuple[float, float] = (0.5, 0.5),
+    ) -> None:
         self.release, self.rate, self.error_ratio, self.latency, self.ready = release, rate, error_ratio, latency, ready
+        self.mix = mix
         self.started = time.monotonic()
 
     def render(self) -> str:
@@ -90,6 +117,8 @@ class Host:
             f'model_service_requests_total{{route="/health",method="GET",status="200"}} {n * 10:.3f}',
             f'model_service_ready{{pid="1"}} {self.ready}',
         ]
+        for label, share in zip(("1", "2"), self.mix, strict=True):
+            lines.append(f'model_service_predictions_total{{model="m",version="1",class="{label}"}} {n * share:.3f}')
         for le in BUCKETS:
             lines.append(
                 f'model_service_request_duration_seconds_bucket{{route="/predict",le="{le}"}} '
@@ -116,6 +145,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gate.Promet
         "slow": Host("r2-slow", rate=20, error_ratio=0.0, latency=0.2),
         "failing": Host("r2-failing", rate=20, error_ratio=0.2, latency=0.004),
         "idle": Host("r2-idle", rate=0.5, error_ratio=0.0, latency=0.004),
+        "shifted": Host("r2-shifted", rate=20, error_ratio=0.0, latency=0.004, mix=(0.95, 0.05)),
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -218,3 +248,12 @@ def test_real_prometheus_waits_for_enough_requests_then_applies_the_policy(prome
 def test_a_prometheus_that_does_not_answer_is_an_error() -> None:
     with pytest.raises(gate.PrometheusError, match="cannot ask Prometheus"):
         gate.Prometheus(f"http://127.0.0.1:{_free_port()}", timeout=2).query("up")
+
+
+def test_real_prometheus_rolls_back_a_canary_whose_class_mix_shifted_when_asked(prometheus: gate.Prometheus) -> None:
+    assert _run(prometheus, "r2-shifted")["verdict"] == "promote"
+    result = _run(prometheus, "r2-shifted", max_class_mix_psi=0.2)
+    assert result["verdict"] == "rollback", result["summary"]
+    assert result["canary"]["classes"]["1"] > 10 * result["canary"]["classes"]["2"]
+    assert any(reason.startswith("class mix PSI") for reason in result["reasons"]), result
+    assert _run(prometheus, "r2-good", max_class_mix_psi=0.2)["verdict"] == "promote"

@@ -1,5 +1,7 @@
 """The fleet's Prometheus rules: each file passes promtool check rules, and the unit tests in
-roles/prometheus/tests/rules_test.yml pass promtool test rules (the same Prometheus as the hosts')."""
+roles/prometheus/tests/rules_test.yml pass promtool test rules (the same Prometheus as the hosts').
+The model observability rules are a template (thresholds are variables): rendered with the role's
+defaults, they pass the same checks and roles/prometheus/tests/model_rules_test.yml."""
 
 from __future__ import annotations
 
@@ -11,6 +13,23 @@ import pytest
 ROOT = Path(__file__).parents[2]
 PROMTOOL = ROOT / ".cache/prometheus-tools/bin/promtool"
 RULES = sorted((ROOT / "roles/prometheus/files/rules").glob("*.yml"))
+MODEL_RULES = ROOT / "roles/prometheus/templates/model_rules.yml.j2"
+MODEL_TESTS = ROOT / "roles/prometheus/tests/model_rules_test.yml"
+
+
+def render_model_rules(path: Path, **overrides: object) -> Path:
+    """The model rules template rendered as the role renders it, with its defaults (and overrides)."""
+    import jinja2
+    import yaml
+
+    defaults = yaml.safe_load((ROOT / "roles/prometheus/defaults/main.yml").read_text())
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["comment"] = lambda text: f"#\n# {text}\n#"
+    text = env.from_string(MODEL_RULES.read_text()).render(
+        ansible_managed="Ansible managed", **{**defaults, **overrides}
+    )
+    path.write_text(text)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +52,42 @@ def test_rules_pass_their_unit_tests(promtool: Path) -> None:
     assert "SUCCESS" in result.stdout
 
 
-def test_every_alert_is_tested_and_carries_severity_summary_and_runbook() -> None:
+def test_model_rules_pass_promtool_check_and_their_unit_tests(promtool: Path, tmp_path: Path) -> None:
+    rules = render_model_rules(tmp_path / "model.yml")
+    result = subprocess.run([promtool, "check", "rules", rules], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    tests = tmp_path / MODEL_TESTS.name
+    tests.write_text(MODEL_TESTS.read_text())
+    result = subprocess.run([promtool, "test", "rules", tests], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_model_thresholds_are_the_variables(tmp_path: Path) -> None:
+    import yaml
+
+    rules = render_model_rules(
+        tmp_path / "model.yml", prometheus_model_out_of_range_threshold=0.3, prometheus_model_psi_for="1h"
+    )
+    alerts = {r["alert"]: r for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"] if "alert" in r}
+    assert alerts["ModelInputOutOfRange"]["expr"].endswith("> 0.3")
+    assert alerts["ModelPredictionMixShift"]["for"] == "1h"
+
+
+def test_every_alert_is_tested_and_carries_severity_summary_and_runbook(tmp_path: Path) -> None:
     import yaml
 
     alerts = [
         rule
-        for group in yaml.safe_load((ROOT / "roles/prometheus/files/rules/alerts.yml").read_text())["groups"]
+        for path in (ROOT / "roles/prometheus/files/rules/alerts.yml", render_model_rules(tmp_path / "model.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
         for rule in group["rules"]
+        if "alert" in rule
     ]
     tested = {
         case["alertname"]
-        for test in yaml.safe_load((ROOT / "roles/prometheus/tests/rules_test.yml").read_text())["tests"]
+        for tests in (ROOT / "roles/prometheus/tests/rules_test.yml", MODEL_TESTS)
+        for test in yaml.safe_load(tests.read_text())["tests"]
         for case in test.get("alert_rule_test", [])
         if case["exp_alerts"]
     }

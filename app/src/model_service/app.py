@@ -13,6 +13,7 @@ from . import v2
 from .artifact import LoadedModel
 from .config import Settings
 from .contract import BODY_TOO_LARGE
+from .drift import signals_of
 from .errors import ApiError, internal_error, not_ready
 from .metrics import Metrics
 from .openapi import build_openapi
@@ -102,7 +103,7 @@ def create_app(settings: Settings, state: ServiceState | None = None) -> Flask:
             "large_batches": model.reference.name,
             "tree_runtime_refused": model.tree_fallback,
         }
-        return json_response({**model.metadata, "runtime": runtime})
+        return json_response({**model.metadata, "runtime": runtime, "drift_signals": signals_of(model.metadata)})
 
     @app.get("/metrics")
     def metrics_route() -> Response:

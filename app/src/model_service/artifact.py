@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .drift import check_class_profile, check_feature_profile
 from .errors import ArtifactError
 from .runtime import SUPPORTED_OBJECTIVES, Runtime, TreeRuntime, XGBoostRuntime
 
@@ -167,6 +168,7 @@ class LoadedModel:
     labels: list[Any] = field(init=False)
     label_keys: list[str] = field(init=False)
     loaded_at: float = field(default_factory=time.time)
+    signals: Any = None  # drift.DriftSignals, set by the service state when it swaps this model in
 
     def __post_init__(self) -> None:
         self.features = tuple(self.metadata["features"])
@@ -188,6 +190,9 @@ class LoadedModel:
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         return self.runtime_for(rows.shape[0]).predict_proba(rows)
+
+
+_SINGLE_ROW_PROBES = 64
 
 
 def load_model(
@@ -216,6 +221,7 @@ def load_model(
             f"the model expects {booster.num_features()} features but {METADATA_FILE} names {len(metadata['features'])}"
         )
     check_feature_order(booster.feature_names, metadata["features"])
+    check_feature_profile(metadata, str(directory / METADATA_FILE))
     reference = XGBoostRuntime(booster, objective)
     probe = probe_rows(metadata, thresholds=split_thresholds(model_json))
     expected = reference.predict_proba(probe)
@@ -225,12 +231,16 @@ def load_model(
         )
     if not np.isfinite(expected).all():
         raise ArtifactError("the model predicts non-finite probabilities for in-range inputs")
+    check_class_profile(metadata, str(directory / METADATA_FILE))
     tree: Runtime | None = None
     fallback: str | None = None
     if runtime in ("auto", "tree"):
         try:
             candidate = TreeRuntime(model_json)
             worst = float(np.abs(candidate.predict_proba(probe) - expected).max())
+            # A single row takes its own path through the runtime: check it row by row too.
+            for i in range(min(len(probe), _SINGLE_ROW_PROBES)):
+                worst = max(worst, float(np.abs(candidate.predict_proba(probe[i : i + 1]) - expected[i]).max()))
             if worst > EQUIVALENCE_TOLERANCE:
                 raise NotImplementedError(
                     f"it differs from xgboost by {worst:.2e} (> {EQUIVALENCE_TOLERANCE}) on the probe rows"

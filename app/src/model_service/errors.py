@@ -11,6 +11,7 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.detail = detail
+        self.missing: list[str] = []  # features a refused instance lacked (counted by the drift signals)
 
     def body(self) -> dict[str, str]:
         return {"error": self.code, "detail": self.detail}

@@ -23,6 +23,9 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+# Gauges whose label sets are set to 0 when the model they describe is no longer served (render drops them).
+_SERVED_ONLY = ("model_service_model_info", "model_service_training_class_frequency")
 
 
 def multiprocess_dir() -> str | None:
@@ -74,6 +77,37 @@ class Metrics:
             "Loads where the fast tree runtime could not serve the model and xgboost serves every batch size.",
             registry=r,
         )
+        # Model observability (drift.py): what live inputs and predictions look like against training.
+        model = ["model", "version"]
+        self.out_of_range = Counter(
+            "model_service_feature_out_of_range",
+            "Values of a feature outside its training range, by side (below, above).",
+            [*model, "feature", "side"],
+            registry=r,
+        )
+        self.missing = Counter(
+            "model_service_feature_missing",
+            "Requests refused because they lack a feature.",
+            [*model, "feature"],
+            registry=r,
+        )
+        self.predictions = Counter(
+            "model_service_predictions", "Rows predicted, by predicted class.", [*model, "class"], registry=r
+        )
+        self.confidence = Histogram(
+            "model_service_prediction_confidence",
+            "Probability of the predicted class, per row.",
+            model,
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.training_frequency = Gauge(
+            "model_service_training_class_frequency",
+            "Share of each class among the training labels of the model being served.",
+            [*model, "class"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self._model_labels: tuple[str, str, str] | None = None
 
     def set_model(self, name: str, version: str, runtime: str, loaded_at: float) -> None:
@@ -97,14 +131,14 @@ class Metrics:
 
 
 class _ServedModelsOnly:
-    """The multiprocess samples, less the model_info label sets that a process no longer serves."""
+    """The multiprocess samples, less the label sets of models that a process no longer serves."""
 
     def __init__(self, inner: multiprocess.MultiProcessCollector) -> None:
         self._inner = inner
 
     def collect(self) -> Iterator[Metric]:
         for family in self._inner.collect():
-            if family.name == "model_service_model_info":
+            if family.name in _SERVED_ONLY:
                 family.samples = [sample for sample in family.samples if sample.value != 0]
             yield family
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .artifact import LoadedModel, load_model
 from .config import Settings
+from .drift import DriftSignals
 from .errors import ArtifactError
 from .metrics import Metrics
 
@@ -55,7 +56,10 @@ class ServiceState:
                 self.metrics.load_failures.inc()
                 log.error("model refused", extra={"event": "model_refused", "path": str(target), "reason": str(exc)})
                 raise
+            model.signals = DriftSignals(self.metrics, model.metadata)
             self._model = model
+            if previous is not None and previous.signals is not None and previous.signals.model != model.signals.model:
+                previous.signals.retire()
             runtime = model.tree.name if model.tree is not None else model.reference.name
             if model.tree_fallback is not None:
                 self.metrics.runtime_fallbacks.inc()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .artifact import FORMAT_VERSION, MODEL_FILE, write_metadata
+from .drift import training_profile
 
 FEATURES = tuple(f"feat{i}" for i in range(1, 37))
 CLASSES = tuple(range(1, 8))
@@ -94,10 +95,7 @@ def train(out: Path, options: TrainOptions, force: bool = False) -> dict[str, An
                 "learning_rate": options.learning_rate,
                 "seed": options.seed,
                 "test_accuracy": round(accuracy, 4),
-                "feature_ranges": {
-                    name: {"min": float(data[:, i].min()), "max": float(data[:, i].max())}
-                    for i, name in enumerate(FEATURES)
-                },
+                **training_profile(data[:split], labels[:split], FEATURES, CLASSES),
             },
         }
         write_metadata(staging, metadata)

@@ -88,7 +88,9 @@ class RowReader:
             parts.append(f"missing features: {_names(missing)}")
         if unknown:
             parts.append(f"unknown features: {_names(unknown)}")
-        return c.FEATURES.error(where, problems="; ".join(parts))
+        error = c.FEATURES.error(where, problems="; ".join(parts))
+        error.missing = missing
+        return error
 
     def _value_error(self, values: Sequence[Any], where: str) -> Exception:
         for name, value in zip(self.features, values, strict=True):

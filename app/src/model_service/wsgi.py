@@ -102,6 +102,9 @@ class ServiceApp:
         except ApiError as error:
             status, body = error.status, error_body(error, path)
             headers = [("Content-Type", "application/json")]
+            model = self._state.model
+            if error.missing and model is not None and model.signals is not None:
+                model.signals.refused_missing(error.missing)
         except Exception as error:  # any failure is answered, logged and counted as a 500
             log.exception("unhandled error", extra={"event": "error", "request_id": environ[REQUEST_ID]})
             status, body = 500, error_body(internal_error(error), path)
@@ -142,6 +145,8 @@ class ServiceApp:
         check_content_type(environ.get("CONTENT_TYPE"))
         rows, batch = reader.read(self._body(environ), self._settings.max_batch_rows)
         probabilities = predict(rows)
+        if model.signals is not None:
+            model.signals.observe(rows, probabilities)
         environ["model_service.rows"] = len(rows)
         best = probabilities.argmax(axis=1).tolist()
         keys, labels, version = model.label_keys, model.labels, model.version
@@ -168,6 +173,8 @@ class ServiceApp:
         header_length = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
         request = v2.parse_infer(self._body(environ), header_length, len(model.features), self._settings.max_batch_rows)
         probabilities = predict(request.rows)
+        if model.signals is not None:
+            model.signals.observe(request.rows, probabilities)
         environ["model_service.rows"] = len(request.rows)
         body, json_length = v2.infer_response(model, request, probabilities)
         if json_length is not None:

@@ -49,7 +49,7 @@ def test_the_dashboards_folder_is_provisioned(host):
 
 def test_dashboards_are_json_and_query_the_provisioned_datasource(host):
     names = host.check_output(f"ls {DASHBOARDS}").split()
-    assert names == ["modelfleet-hosts.json", "modelfleet-service.json"]
+    assert names == ["modelfleet-hosts.json", "modelfleet-model.json", "modelfleet-service.json"]
     for name in names:
         dashboard = json.loads(host.file(f"{DASHBOARDS}/{name}").content_string)
         assert dashboard["uid"].startswith("modelfleet-")

@@ -73,7 +73,7 @@ def test_a_model_service_metric_returns_samples(host):
 def test_rules_are_loaded_and_every_metric_they_read_is_scraped(host):
     groups = api(host, "rules")["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 23
+    assert len(rules) == 28
     assert all(rule["health"] == "ok" for rule in rules), [r for r in rules if r["health"] != "ok"]
     for rule in rules:
         if rule["type"] == "alerting":
@@ -121,3 +121,57 @@ def test_a_stopped_model_service_fires_an_alert_that_alertmanager_receives(host)
         assert got["annotations"]["runbook"]
     finally:
         app.run_expect([0], "systemctl start model-service@8001 model-service@8002")
+
+
+def _predictions(instance: dict[str, float], seconds: float, rate: float = 5.0) -> int:
+    """Single-row predictions through the app host's nginx at a bounded rate for a bounded time."""
+    import requests
+
+    sent, deadline = 0, time.monotonic() + seconds
+    with requests.Session() as session:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            answer = session.post("http://127.0.0.1:18180/predict", json=instance, timeout=10)
+            assert answer.status_code in (200, 429), answer.text
+            sent += answer.status_code == 200
+            time.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))
+    return sent
+
+
+def test_out_of_range_inputs_fire_the_drift_alert_and_in_range_ones_do_not(host):
+    import threading
+
+    metadata = json.loads((ROOT / "build/molecule/models/demo-v1/metadata.json").read_text())
+    ranges = metadata["training"]["feature_ranges"]
+    instance = {name: round(r["min"] + 0.5 * (r["max"] - r["min"]), 3) for name, r in ranges.items()}
+
+    def share(feature: str) -> float | None:
+        found = query(host, f'model_feature:out_of_range:ratio{{feature="{feature}"}}')
+        return float(found[0]["value"][1]) if found else None
+
+    def drift_alerts() -> list[dict]:
+        return [a for a in api(host, "alerts")["alerts"] if a["labels"]["alertname"] == "ModelInputOutOfRange"]
+
+    # In range: the share is recorded as 0 for every feature and nothing is pending or firing.
+    assert _predictions(instance, 25) > 50
+    wait("an in-range share recorded", 20, lambda: share("feat3") is not None)
+    assert share("feat3") == 0.0
+    assert drift_alerts() == []
+    mix = query(host, "model_class:predictions:share")
+    assert mix, "the live class mix is recorded"
+    assert query(host, "model:predictions:psi"), "the PSI of the class mix is recorded"
+
+    # feat3 far below its training range in every row: the share goes to 1 and the alert fires.
+    odd = {**instance, "feat3": ranges["feat3"]["min"] - 10 * (ranges["feat3"]["max"] - ranges["feat3"]["min"])}
+    load = threading.Thread(target=_predictions, args=(odd, 60), daemon=True)
+    load.start()
+    try:
+        (alert,) = wait(
+            "ModelInputOutOfRange firing", 60, lambda: [a for a in drift_alerts() if a["state"] == "firing"]
+        )
+    finally:
+        load.join(70)
+    assert alert["labels"]["feature"] == "feat3"
+    assert alert["labels"]["model"] == metadata["name"]
+    assert alert["labels"]["severity"] == "warning"
+    assert share("feat4") == 0.0
