@@ -127,6 +127,7 @@ def test_observing_a_batch_equals_observing_each_value() -> None:
     for value in values:
         single.observe(float(value))
     observe_many(batch, values)
+
     def samples(registry: CollectorRegistry) -> list[str]:
         return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
 
