@@ -142,7 +142,8 @@ def test_open_inference_protocol_through_nginx(instance, binary):
 
     client = triton.InferenceServerClient(API.removeprefix("http://"))
     assert client.is_model_ready("demo-classifier")
-    rows = np.array([list(instance.values())] * 3, dtype=np.float32)
+    features = json.loads((MODEL / "metadata.json").read_text())["features"]  # the tensor's column order
+    rows = np.array([[instance[name] for name in features]] * 3, dtype=np.float32)
     tensor = triton.InferInput("input-0", [3, rows.shape[1]], "FP32")
     tensor.set_data_from_numpy(rows, binary_data=binary)
     outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("probabilities", "predicted_class")]
@@ -157,4 +158,5 @@ def test_open_inference_protocol_through_nginx(instance, binary):
     expected = polite_post("/predict", json=instance).json()
     assert result.as_numpy("predicted_class").tolist() == [expected["predicted_class"]] * 3
     probabilities = result.as_numpy("probabilities")[0]
-    assert np.abs(probabilities - np.array(list(expected["probabilities"].values()))).max() <= 1e-5
+    labels = json.loads((MODEL / "metadata.json").read_text())["classes"]
+    assert np.abs(probabilities - np.array([expected["probabilities"][str(c)] for c in labels])).max() <= 1e-5

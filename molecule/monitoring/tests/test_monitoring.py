@@ -152,6 +152,18 @@ def test_out_of_range_inputs_fire_the_drift_alert_and_in_range_ones_do_not(host)
     def drift_alerts() -> list[dict]:
         return [a for a in api(host, "alerts")["alerts"] if a["labels"]["alertname"] == "ModelInputOutOfRange"]
 
+    def ready_through_nginx() -> bool:
+        import requests
+
+        try:
+            return requests.get("http://127.0.0.1:18180/ready", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    # An earlier test stopped and started the service: nginx may still hold its processes as failed.
+    wait("the service ready through nginx", 60, ready_through_nginx)
+    time.sleep(11)  # nginx's fail_timeout (10 s) for the processes that failed while stopped
+
     # In range: the share is recorded as 0 for every feature and nothing is pending or firing.
     assert _predictions(instance, 25) > 50
     wait("an in-range share recorded", 20, lambda: share("feat3") is not None)

@@ -48,8 +48,13 @@ def test_rules_are_loaded(host):
     groups = {g["name"]: len(g["rules"]) for g in api(host, "rules")["groups"]}
     assert groups["modelfleet.availability"] == 4
     assert groups["modelfleet.service.recording"] == 6
-    assert sum(groups.values()) == 23
+    assert groups["modelfleet.model.recording"] == 3
+    assert groups["modelfleet.model"] == 2
+    assert sum(groups.values()) == 28
     host.run_expect([0], "promtool check rules /etc/prometheus/rules/alerts.yml /etc/prometheus/rules/recording.yml")
+    model = host.file("/etc/prometheus/rules/modelfleet-model.yml").content_string
+    assert "model_feature:out_of_range:ratio > 0.05" in model  # the role's default threshold
+    assert "for: 15m" in model
 
 
 def test_a_rule_file_that_does_not_parse_never_replaced_the_live_one(host):
