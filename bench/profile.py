@@ -28,6 +28,7 @@ from run import ROOT, WRK_SCRIPT, wait_ready, wrk
 # walking a stack from its innermost frame is charged with the sample.
 PARTS = [
     ("predict (tree runtime / xgboost)", r"model_service/(runtime|artifact)\.py|xgboost/"),
+    ("drift signals (counting inputs and classes)", r"model_service/drift\.py"),
     ("metrics", r"prometheus_client/|model_service/metrics\.py"),
     ("access log", r"logging/|model_service/logs\.py"),
     ("parse JSON", r"^parse_json "),

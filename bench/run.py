@@ -235,7 +235,7 @@ def main() -> int:
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: apt-get install -y wrk nginx")
-    mlserver = None if args.mlserver == "none" else Path(args.mlserver)
+    mlserver = None if args.mlserver == "none" else Path(args.mlserver).absolute()
     if mlserver is not None and not mlserver.exists():
         raise SystemExit(f"{mlserver} is missing: run `make bench`, or pass --mlserver none")
     python = sys.executable
