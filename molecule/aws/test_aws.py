@@ -581,7 +581,9 @@ def test_release_rolled_back_by_the_gate(metrics: tuple[str, Behaviour]) -> None
         {blue: "blue", green: "green (canary)"},
     )
     assert "rolled back by the canary gate: rollback: canary" in result.stdout
-    assert "5xx 50.0" in result.stdout
+    # Half of the canary's answers fail; Prometheus' increase() over a few scrapes extrapolates around that.
+    ratio = float(re.search(r"rollback: canary \d+ requests, 5xx ([\d.]+)%", result.stdout).group(1))
+    assert 40 <= ratio <= 60, ratio
     assert forwards() == {blue: 100}
     assert release_resources() == {blue}, "green is gone"
     record = release_records()[-1]
