@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from . import contract as c
@@ -62,7 +61,7 @@ class ServiceApp:
         self._settings = settings
         self._state = state
         self._metrics = state.metrics
-        self._serving: tuple[LoadedModel, RowReader, Callable[[np.ndarray], np.ndarray]] | None = None
+        self._serving: tuple[LoadedModel, RowReader] | None = None
         self._access_log = AccessLog() if settings.access_log else None
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._latencies: dict[str, Any] = {}
@@ -132,19 +131,19 @@ class ServiceApp:
             raise not_ready()
         return model
 
-    def _serve(self) -> tuple[LoadedModel, RowReader, Callable[[np.ndarray], np.ndarray]]:
-        """The served model, its row reader and its prediction."""
+    def _serve(self) -> tuple[LoadedModel, RowReader]:
+        """The served model and its row reader (built once per model)."""
         model = self._model()
         serving = self._serving
         if serving is None or serving[0] is not model:
-            serving = self._serving = (model, RowReader(model.features), model.predict_proba)
+            serving = self._serving = (model, RowReader(model.features))
         return serving
 
     def _predict(self, environ: dict[str, Any]) -> bytes:
-        model, reader, predict = self._serve()
+        model, reader = self._serve()
         check_content_type(environ.get("CONTENT_TYPE"))
         rows, batch = reader.read(self._body(environ), self._settings.max_batch_rows)
-        probabilities = predict(rows)
+        probabilities = model.predict_proba(rows)
         if model.signals is not None:
             model.signals.observe(rows, probabilities)
         environ["model_service.rows"] = len(rows)
@@ -165,14 +164,14 @@ class ServiceApp:
         return orjson.dumps(predictions[0])
 
     def _infer(self, environ: dict[str, Any], route: re.Match[str], headers: list[tuple[str, str]]) -> bytes:
-        model, _, predict = self._serve()
+        model, _ = self._serve()
         v2.check_model(model, route.group(1), route.group(2))
         encoding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise c.V2_CONTENT_ENCODING.error(encoding=encoding)
         header_length = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
         request = v2.parse_infer(self._body(environ), header_length, len(model.features), self._settings.max_batch_rows)
-        probabilities = predict(request.rows)
+        probabilities = model.predict_proba(request.rows)
         if model.signals is not None:
             model.signals.observe(request.rows, probabilities)
         environ["model_service.rows"] = len(request.rows)
