@@ -17,7 +17,7 @@ export MODELFLEET_BASE_IMAGE := $(BASE_IMAGE)
 TIMED := tools/timed
 
 .PHONY: help setup venv tools docker base-image lint unit molecule fleet-test aws-test test site release rollback load teardown clean \
-  aws-emulated aws-emulated-down bench
+  aws-emulated aws-emulated-down bench fixtures lane-unit lane-molecule lane-fleet lane-aws
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,28 +51,50 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, argument_specs 
 	@$(TIMED) argument-specs python tools/check_argument_specs.py roles
 
 unit: setup ## pytest: the app and the project's tools (the collection test converges a container)
+	@$(MAKE) --no-print-directory lane-unit
+
+molecule: setup ## Every Molecule scenario (SCENARIOS="a b" to choose); all run, every failure is listed
+	@$(MAKE) --no-print-directory lane-molecule
+
+fleet-test: setup fixtures ## The local fleet end to end: site, releases, failures, scaling, teardown (under load)
+	@$(MAKE) --no-print-directory lane-fleet
+
+aws-test: setup fixtures ## The AWS provider against an AWS API emulator on loopback: bake, build, release, rollback, teardown
+	@$(MAKE) --no-print-directory lane-aws
+
+# What more than one lane reads, made once before they start and only read after: the demo model.
+fixtures: venv
+	@test -f build/models/demo-classifier/metadata.json \
+	  || $(TIMED) fixtures $(VENV)/bin/model-service train --out build/models/demo-classifier
+
+# The lanes themselves, without the set-up checks (make test runs those once, before the lanes start).
+lane-unit:
 	@$(TIMED) pytest pytest
-
-molecule: setup ## Every Molecule scenario (SCENARIOS="a b" to choose)
-	@for s in $(SCENARIOS); do $(TIMED) "molecule:$$s" molecule test -s "$$s" || exit 1; done
-
-fleet-test: setup ## The local fleet end to end: site, releases, failures, scaling, teardown (under load)
+lane-molecule:
+	@failed=""; for s in $(SCENARIOS); do $(TIMED) "molecule:$$s" molecule test -s "$$s" || failed="$$failed $$s"; done; \
+	  if [ -n "$$failed" ]; then echo "molecule: failed scenarios:$$failed"; exit 1; fi
+lane-fleet:
 	@$(TIMED) fleet pytest -p no:cacheprovider -v -s molecule/fleet
-
-aws-test: setup ## The AWS provider against an AWS API emulator on loopback: bake, build, release, rollback, teardown
+lane-aws:
 	@$(TIMED) aws pytest -p no:cacheprovider -v molecule/aws
 
-# The Molecule scenarios and the AWS test run side by side (each leaves most of a core idle: Ansible
-# waits on containers, apt and the emulator); the AWS test's output is kept in build/aws-test.log and
-# shown when both are done. The fleet test runs alone, as its canary judges latency.
-test: setup lint unit ## Everything CI runs: Molecule and the AWS test in two lanes, then the fleet test
-	@mkdir -p build; \
-	$(MAKE) --no-print-directory aws-test > build/aws-test.log 2>&1 & aws=$$!; \
-	if $(MAKE) --no-print-directory molecule; then molecule=0; else molecule=1; fi; \
-	if wait $$aws; then aws=0; else aws=1; fi; \
-	cat build/aws-test.log; \
-	[ $$molecule -eq 0 ] && [ $$aws -eq 0 ]
-	@$(MAKE) --no-print-directory fleet-test
+# Lanes run side by side, each under its own time limit (tools/lane) with its output in build/ci/LANE.log,
+# shown as each lane ends. They share no container, network, port, wheelhouse or state directory; the
+# demo model is made before they start. Limits: the lane's budget in .ci/budgets with a margin.
+LANES ?= unit molecule aws fleet
+LANE_LIMIT_unit ?= 900
+LANE_LIMIT_molecule ?= 2700
+LANE_LIMIT_aws ?= 2400
+LANE_LIMIT_fleet ?= 2400
+test: setup lint fixtures ## Everything CI runs: lint, then the unit, Molecule, AWS and fleet lanes side by side
+	@mkdir -p build/ci; pids=""; \
+	for spec in $(foreach l,$(LANES),$(l):$(or $(LANE_LIMIT_$(l)),2400)); do \
+	  lane=$${spec%%:*} limit=$${spec#*:}; \
+	  ( tools/lane $$lane $$limit build/ci/$$lane.log $(MAKE) --no-print-directory lane-$$lane; rc=$$?; \
+	    printf '\n======== lane %s (exit %s) ========\n' $$lane $$rc; cat build/ci/$$lane.log; exit $$rc ) & \
+	  pids="$$pids $$!"; \
+	done; \
+	rc=0; for pid in $$pids; do wait $$pid || rc=1; done; exit $$rc
 
 site: setup ## Run site.yml against the local default inventory: the fleet behind the balancer
 	@$(TIMED) site ansible-playbook -i $(INVENTORY) site.yml

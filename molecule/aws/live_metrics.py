@@ -51,18 +51,20 @@ class Behaviour:
             self._served[instance] = self._served.get(instance, 0.0) + earned
             if release in self.failing:
                 self._failed[instance] = self._failed.get(instance, 0.0) + earned / 2
-            total, failed = int(self._served[instance]), int(self._failed.get(instance, 0.0))
+            total, failed = self._served[instance], self._failed.get(instance, 0.0)
         labels = 'route="/predict",model="demo-classifier"'  # job, instance and release: from discovery
         lines = [
             "# TYPE model_service_requests_total counter",
-            f'model_service_requests_total{{{labels},status="200"}} {total - failed}',
-            f'model_service_requests_total{{{labels},status="500"}} {failed}',
+            f'model_service_requests_total{{{labels},status="200"}} {total - failed:.3f}',
+            f'model_service_requests_total{{{labels},status="500"}} {failed:.3f}',
             "# TYPE model_service_request_duration_seconds histogram",
         ]
+        # Every release answers with the same latency distribution: the buckets hold exact shares of the
+        # count (not rounded down to whole requests, which would move a p99 read from a few requests).
         for le, share in (("0.005", 0.5), ("0.01", 0.99), ("0.025", 1.0), ("+Inf", 1.0)):
-            lines.append(f'model_service_request_duration_seconds_bucket{{{labels},le="{le}"}} {int(total * share)}')
+            lines.append(f'model_service_request_duration_seconds_bucket{{{labels},le="{le}"}} {total * share:.3f}')
         lines += [
-            f"model_service_request_duration_seconds_count{{{labels}}} {total}",
+            f"model_service_request_duration_seconds_count{{{labels}}} {total:.3f}",
             f"model_service_request_duration_seconds_sum{{{labels}}} {total * 0.005:.3f}",
             "# TYPE model_service_ready gauge",
             "model_service_ready 1",

@@ -43,6 +43,7 @@ BUCKET = "modelfleet-prod-artifacts"
 TAGS = {"Project": "modelfleet", "Environment": "prod"}
 WORK = ROOT / "build" / "aws-test"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+SEQUENCE = True  # each test starts from the state the one before left (molecule/conftest.py)
 
 
 def aws_env(endpoint: str = ENDPOINT) -> dict[str, str]:
@@ -162,7 +163,7 @@ def builder_leftovers() -> list[str]:
     found += [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"] if k["KeyName"] == f"{NAME}-builder"]
     found += [g["GroupName"] for g in ec2.describe_security_groups(Filters=builder)["SecurityGroups"]]
     containers = subprocess.run(
-        ["docker", "ps", "-a", "--filter", "label=modelfleet.role=builder", "--format", "{{.Names}}"],
+        ["docker", "ps", "-a", "--filter", "label=modelfleet.emulated-role=builder", "--format", "{{.Names}}"],
         capture_output=True,
         text=True,
         check=True,
@@ -653,6 +654,7 @@ def test_https_with_a_certificate_redirects_http() -> None:
     assert listeners[443]["DefaultActions"][0]["Type"] == "forward"
 
 
+@pytest.mark.standalone
 def test_teardown_leaves_nothing_of_the_project() -> None:
     playbook("playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true")
     ec2 = client("ec2")

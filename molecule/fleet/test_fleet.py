@@ -30,7 +30,12 @@ PROMETHEUS = "http://127.0.0.1:9090"
 WORK = ROOT / "build" / "fleet-test"
 DEMO = ROOT / "build" / "models" / "demo-classifier"
 RATE = 50  # requests per second: enough to see every step, little enough to leave CPU to Ansible
+# The canary gate as the local inventory sets it, with a latency margin that a busy 2-core machine (other
+# test lanes run beside this one) cannot flip on a healthy canary: more than 3 times the baseline's p99
+# and more than 10 ms slower. The slow release below is about 20 times slower (23 ms against 1 ms).
+GATE = ["-e", json.dumps({"modelfleet_canary_max_p99_ratio": 3, "modelfleet_canary_p99_tolerance_seconds": 0.01})]
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+SEQUENCE = True  # each test starts from the state the one before left (molecule/conftest.py)
 
 
 def playbook(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -171,9 +176,10 @@ def test_site_from_nothing_serves_through_the_balancer() -> None:
 def test_release_under_load_fails_no_request() -> None:
     model = train("v2", "2.0.0", "--rows", "3000", "--rounds", "30", "--seed", "11")
     with load("release-2-hosts") as result:
-        playbook("playbooks/release.yml", "-e", f"model_service_model_src={model}")
+        playbook("playbooks/release.yml", "-e", f"model_service_model_src={model}", *GATE)
     assert result.failed == 0, result.failures
-    assert result.total >= 5000, result.summary()
+    # The load kept its rate through the whole release (not a count, which depends on how long it took).
+    assert result.total >= 0.9 * RATE * result.seconds, result.summary()
     assert set(result.versions) == {"1.0.0", "2.0.0"}
     assert set(served_versions().values()) == {"2.0.0"}
     assert len(app_hosts()) == 2
@@ -188,7 +194,7 @@ def test_much_slower_release_is_rolled_back_by_the_canary_gate() -> None:
     # 6,000 trees of depth 10 instead of 30 of depth 6: the same answers' shape, each one slower.
     slow = train("slow", "2.1.0", "--rows", "3000", "--rounds", "6000", "--max-depth", "10", "--seed", "12")
     with load("release-slow-canary") as result:
-        failed = playbook("playbooks/release.yml", "-e", f"model_service_model_src={slow}", check=False)
+        failed = playbook("playbooks/release.yml", "-e", f"model_service_model_src={slow}", *GATE, check=False)
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0, output[-3000:]
     assert "Release rolled back by the canary gate: rollback: canary" in output
@@ -304,6 +310,7 @@ def test_rollback_goes_back_to_the_image_served_before() -> None:
     assert "failed" in [r["result"] for r in record]
 
 
+@pytest.mark.standalone
 def test_teardown_leaves_nothing() -> None:
     playbook("playbooks/teardown.yml")
     playbook("playbooks/teardown.yml")

@@ -99,37 +99,14 @@ def test_every_dashboard_query_names_only_metrics_that_are_exported(host):
                 assert not missing, f"{path.name} / {panel['title']}: {sorted(missing)} in {target['expr']}"
 
 
-def test_a_stopped_model_service_fires_an_alert_that_alertmanager_receives(host):
-    app = testinfra.get_host("ansible://mf-app_host", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
-    app.run_expect([0], "systemctl stop model-service@8001 model-service@8002")
-    try:
-
-        def firing():
-            alerts = api(host, "alerts")["alerts"]
-            return [a for a in alerts if a["labels"]["alertname"] == "ModelServiceDown" and a["state"] == "firing"]
-
-        (alert,) = wait("ModelServiceDown firing", 150, firing)
-        assert alert["labels"]["instance"] == "mf-app_host"
-        assert alert["labels"]["severity"] == "critical"
-
-        def received():
-            out = host.check_output("curl -fsS http://127.0.0.1:9093/api/v2/alerts")
-            return [a for a in json.loads(out) if a["labels"]["alertname"] == "ModelServiceDown"]
-
-        (got,) = wait("Alertmanager receiving ModelServiceDown", 30, received)
-        assert got["status"]["state"] == "active"
-        assert got["annotations"]["runbook"]
-    finally:
-        app.run_expect([0], "systemctl start model-service@8001 model-service@8002")
-
-
-def _predictions(instance: dict[str, float], seconds: float, rate: float = 5.0) -> int:
-    """Single-row predictions through the app host's nginx at a bounded rate for a bounded time."""
+def _predictions(instance: dict[str, float], seconds: float, rate: float = 5.0, stop=None) -> int:
+    """Single-row predictions through the app host's nginx at a bounded rate for a bounded time (or until
+    the ``stop`` event is set)."""
     import requests
 
     sent, deadline = 0, time.monotonic() + seconds
     with requests.Session() as session:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
             started = time.monotonic()
             answer = session.post("http://127.0.0.1:18180/predict", json=instance, timeout=10)
             assert answer.status_code in (200, 429), answer.text
@@ -160,9 +137,7 @@ def test_out_of_range_inputs_fire_the_drift_alert_and_in_range_ones_do_not(host)
         except requests.RequestException:
             return False
 
-    # An earlier test stopped and started the service: nginx may still hold its processes as failed.
     wait("the service ready through nginx", 60, ready_through_nginx)
-    time.sleep(11)  # nginx's fail_timeout (10 s) for the processes that failed while stopped
 
     # In range: the share is recorded as 0 for every feature and nothing is pending or firing.
     assert _predictions(instance, 25) > 50
@@ -175,15 +150,42 @@ def test_out_of_range_inputs_fire_the_drift_alert_and_in_range_ones_do_not(host)
 
     # feat3 far below its training range in every row: the share goes to 1 and the alert fires.
     odd = {**instance, "feat3": ranges["feat3"]["min"] - 10 * (ranges["feat3"]["max"] - ranges["feat3"]["min"])}
-    load = threading.Thread(target=_predictions, args=(odd, 60), daemon=True)
+    stop = threading.Event()
+    load = threading.Thread(target=_predictions, args=(odd, 60, 5.0, stop), daemon=True)
     load.start()
     try:
         (alert,) = wait(
             "ModelInputOutOfRange firing", 60, lambda: [a for a in drift_alerts() if a["state"] == "firing"]
         )
     finally:
+        stop.set()
         load.join(70)
     assert alert["labels"]["feature"] == "feat3"
     assert alert["labels"]["model"] == metadata["name"]
     assert alert["labels"]["severity"] == "warning"
     assert share("feat4") == 0.0
+
+
+# Last: it stops the service, and nginx then holds the processes as failed for a while.
+def test_a_stopped_model_service_fires_an_alert_that_alertmanager_receives(host):
+    app = testinfra.get_host("ansible://mf-app_host", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    app.run_expect([0], "systemctl stop model-service@8001 model-service@8002")
+    try:
+
+        def firing():
+            alerts = api(host, "alerts")["alerts"]
+            return [a for a in alerts if a["labels"]["alertname"] == "ModelServiceDown" and a["state"] == "firing"]
+
+        (alert,) = wait("ModelServiceDown firing", 150, firing)
+        assert alert["labels"]["instance"] == "mf-app_host"
+        assert alert["labels"]["severity"] == "critical"
+
+        def received():
+            out = host.check_output("curl -fsS http://127.0.0.1:9093/api/v2/alerts")
+            return [a for a in json.loads(out) if a["labels"]["alertname"] == "ModelServiceDown"]
+
+        (got,) = wait("Alertmanager receiving ModelServiceDown", 30, received)
+        assert got["status"]["state"] == "active"
+        assert got["annotations"]["runbook"]
+    finally:
+        app.run_expect([0], "systemctl start model-service@8001 model-service@8002")
