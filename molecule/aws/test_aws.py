@@ -583,7 +583,7 @@ def test_release_rolled_back_by_the_gate(metrics: tuple[str, Behaviour]) -> None
     )
     assert "rolled back by the canary gate: rollback: canary" in result.stdout
     # Half of the canary's answers fail; Prometheus' increase() over a few scrapes extrapolates around that.
-    ratio = float(re.search(r"rollback: canary \d+ requests, 5xx ([\d.]+)%", result.stdout).group(1))
+    ratio = float(re.search(r"rollback: canary \d+ requests, errors ([\d.]+)%", result.stdout).group(1))
     assert 40 <= ratio <= 60, ratio
     assert forwards() == {blue: 100}
     assert release_resources() == {blue}, "green is gone"

@@ -11,8 +11,10 @@ description:
   - >-
     Watches the canary (the hosts of the new release, which already take a share of live traffic) for
     O(window) seconds, then asks Prometheus how it compares with the baseline (the hosts of the release
-    serving before) in the ratio of 5xx answers, the p99 latency of predictions, and whether every canary
-    host was scraped and ready during the whole window.
+    serving before) in the ratio of answers that failed their client (every 5xx, and every 4xx but 429:
+    a model that breaks the input contract answers 422), the p99 latency of predictions, and whether every
+    canary host was scraped and ready during the whole window. Every prediction route counts: C(/predict)
+    and the Open Inference Protocol's C(infer) routes.
   - >-
     The verdict is C(promote) or C(rollback), with the numbers it is based on and the reasons. A
     verdict is only given once the canary answered O(min_requests) requests; until then the window
@@ -40,9 +42,11 @@ options:
     type: str
     default: model_service
   route:
-    description: Route whose requests are judged.
+    description: >-
+      Routes whose requests are judged, as a regular expression of the service's route labels (default:
+      every prediction route, C(/predict) and the v2 C(infer) routes).
     type: str
-    default: /predict
+    default: /predict|/v2/models/<name>/infer|/v2/models/<name>/versions/<version>/infer
   window:
     description: Seconds of live traffic the verdict is based on.
     type: int
@@ -60,11 +64,11 @@ options:
     type: int
     default: 5
   max_error_ratio:
-    description: Ceiling of the canary's 5xx ratio, whatever the baseline's.
+    description: Ceiling of the canary's error ratio (5xx and 4xx but 429), whatever the baseline's.
     type: float
     default: 0.01
   max_error_ratio_increase:
-    description: How much the canary's 5xx ratio may exceed the baseline's.
+    description: How much the canary's error ratio (5xx and 4xx but 429) may exceed the baseline's.
     type: float
     default: 0.005
   max_p99_seconds:
@@ -155,6 +159,9 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
+# The service's route labels of predictions (app/src/model_service/wsgi.py), as a PromQL regular expression.
+PREDICTION_ROUTES = "/predict|/v2/models/<name>/infer|/v2/models/<name>/versions/<version>/infer"
+
 
 class PrometheusError(Exception):
     """Prometheus could not be asked, or refused the query."""
@@ -215,10 +222,10 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
             reasons.append(f"too few requests to judge: {canary.requests:.0f} < {limits.min_requests}")
         return ("rollback" if reasons else "promote"), reasons
     if canary.error_ratio > limits.max_error_ratio:
-        reasons.append(f"5xx ratio {canary.error_ratio:.2%} > ceiling {limits.max_error_ratio:.2%}")
+        reasons.append(f"error ratio {canary.error_ratio:.2%} > ceiling {limits.max_error_ratio:.2%}")
     elif canary.error_ratio > baseline.error_ratio + limits.max_error_ratio_increase:
         reasons.append(
-            f"5xx ratio {canary.error_ratio:.2%} > baseline {baseline.error_ratio:.2%}"
+            f"error ratio {canary.error_ratio:.2%} > baseline {baseline.error_ratio:.2%}"
             f" + {limits.max_error_ratio_increase:.2%}"
         )
     p99 = canary.p99_seconds
@@ -284,8 +291,9 @@ def observe(
 ) -> Stats:
     """What the series selected by ``selector`` did in the ``window`` seconds up to ``at``."""
     base = [f'job="{job}"', selector]
-    requests = _matchers(*base, f'route="{route}"')
-    errors = _matchers(*base, f'route="{route}"', 'status=~"5.."')
+    requests = _matchers(*base, f'route=~"{route}"')
+    # What a client sees as a failure: every 5xx, and every 4xx but 429 (asked to slow down, not refused).
+    errors = _matchers(*base, f'route=~"{route}"', 'status=~"[45].."', 'status!="429"')
     span = f"[{int(window)}s]"
     total = prom.scalar(f"sum(increase(model_service_requests_total{requests}{span}))", at) or 0.0
     failed = prom.scalar(f"sum(increase(model_service_requests_total{errors}{span}))", at) or 0.0
@@ -318,7 +326,7 @@ def run_gate(
     limits: Thresholds,
     *,
     job: str = "model_service",
-    route: str = "/predict",
+    route: str = PREDICTION_ROUTES,
     window: int = 120,
     max_wait: int = 600,
     poll_interval: int = 5,
@@ -340,9 +348,9 @@ def run_gate(
     p99 = "n/a" if seen.p99_seconds is None else f"{seen.p99_seconds * 1000:.1f} ms"
     base_p99 = "n/a" if base.p99_seconds is None else f"{base.p99_seconds * 1000:.1f} ms"
     summary = (
-        f"{verdict}: canary {seen.requests:.0f} requests, 5xx {seen.error_ratio:.2%}, p99 {p99}, "
+        f"{verdict}: canary {seen.requests:.0f} requests, errors {seen.error_ratio:.2%}, p99 {p99}, "
         f"{'ready' if seen.ready else 'NOT ready'} ({seen.targets} host(s)); baseline {base.requests:.0f} requests, "
-        f"5xx {base.error_ratio:.2%}, p99 {base_p99} ({base.targets} host(s)); over {window} s"
+        f"errors {base.error_ratio:.2%}, p99 {base_p99} ({base.targets} host(s)); over {window} s"
         + (f" — {'; '.join(reasons)}" if reasons else "")
     )
     return {
@@ -364,7 +372,7 @@ def main() -> None:
             "canary": {"type": "str", "required": True},
             "baseline": {"type": "str", "required": True},
             "job": {"type": "str", "default": "model_service"},
-            "route": {"type": "str", "default": "/predict"},
+            "route": {"type": "str", "default": PREDICTION_ROUTES},
             "window": {"type": "int", "default": 120},
             "min_requests": {"type": "int", "default": 200},
             "max_wait": {"type": "int", "default": 600},

@@ -36,12 +36,12 @@ def test_errors_over_the_ceiling_or_over_the_baseline_roll_back() -> None:
     over_ceiling = Stats(requests=500, errors=10, p99_seconds=0.004, targets=1, ready=True)
     verdict, reasons = judge(over_ceiling, HEALTHY, Thresholds(max_error_ratio=0.01))
     assert verdict == "rollback"
-    assert reasons == ["5xx ratio 2.00% > ceiling 1.00%"]
+    assert reasons == ["error ratio 2.00% > ceiling 1.00%"]
     noisy_baseline = Stats(requests=1000, errors=2, p99_seconds=0.004, targets=2, ready=True)
     worse = Stats(requests=1000, errors=9, p99_seconds=0.004, targets=1, ready=True)
     verdict, reasons = judge(worse, noisy_baseline, Thresholds(max_error_ratio=0.05, max_error_ratio_increase=0.005))
     assert verdict == "rollback"
-    assert reasons == ["5xx ratio 0.90% > baseline 0.20% + 0.50%"]
+    assert reasons == ["error ratio 0.90% > baseline 0.20% + 0.50%"]
 
 
 def test_p99_over_the_ceiling_or_much_slower_than_the_baseline_rolls_back() -> None:
@@ -90,6 +90,7 @@ def test_a_canary_prometheus_does_not_see_is_rolled_back() -> None:
 # --- against a real Prometheus ---------------------------------------------------------------------
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+V2_INFER, V2_VERSION_INFER = "/v2/models/<name>/infer", "/v2/models/<name>/versions/<version>/infer"
 
 
 class Host:
@@ -103,17 +104,20 @@ class Host:
         latency: float,
         ready: int = 1,
         mix: tuple[float, float] = (0.5, 0.5),
+        route: str = "/predict",
+        error_status: str = "500",
     ) -> None:
         self.release, self.rate, self.error_ratio, self.latency, self.ready = release, rate, error_ratio, latency, ready
-        self.mix = mix
+        self.mix, self.route, self.error_status = mix, route, error_status
         self.started = time.monotonic()
 
     def render(self) -> str:
         n = (time.monotonic() - self.started) * self.rate
         bad = n * self.error_ratio
+        route = self.route
         lines = [
-            f'model_service_requests_total{{route="/predict",method="POST",status="200"}} {n - bad:.3f}',
-            f'model_service_requests_total{{route="/predict",method="POST",status="500"}} {bad:.3f}',
+            f'model_service_requests_total{{route="{route}",method="POST",status="200"}} {n - bad:.3f}',
+            f'model_service_requests_total{{route="{route}",method="POST",status="{self.error_status}"}} {bad:.3f}',
             f'model_service_requests_total{{route="/health",method="GET",status="200"}} {n * 10:.3f}',
             f'model_service_ready{{pid="1"}} {self.ready}',
         ]
@@ -121,10 +125,10 @@ class Host:
             lines.append(f'model_service_predictions_total{{model="m",version="1",class="{label}"}} {n * share:.3f}')
         for le in BUCKETS:
             lines.append(
-                f'model_service_request_duration_seconds_bucket{{route="/predict",le="{le}"}} '
+                f'model_service_request_duration_seconds_bucket{{route="{route}",le="{le}"}} '
                 f"{n if self.latency <= le else 0:.3f}"
             )
-        lines.append(f'model_service_request_duration_seconds_bucket{{route="/predict",le="+Inf"}} {n:.3f}')
+        lines.append(f'model_service_request_duration_seconds_bucket{{route="{route}",le="+Inf"}} {n:.3f}')
         return "\n".join(lines) + "\n"
 
 
@@ -146,6 +150,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gate.Promet
         "failing": Host("r2-failing", rate=20, error_ratio=0.2, latency=0.004),
         "idle": Host("r2-idle", rate=0.5, error_ratio=0.0, latency=0.004),
         "shifted": Host("r2-shifted", rate=20, error_ratio=0.0, latency=0.004, mix=(0.95, 0.05)),
+        # A model that broke the input contract: a share of its clients' rows is refused with 422.
+        "contract": Host("r2-contract", rate=20, error_ratio=0.3, latency=0.004, error_status="422"),
+        # Clients asked to slow down (429) have not failed: the canary is as good as its baseline.
+        "throttled": Host("r2-throttled", rate=20, error_ratio=0.3, latency=0.004, error_status="429"),
+        # Open Inference Protocol clients only: no /predict request at all.
+        "v2-good": Host("r2-v2-good", rate=20, error_ratio=0.0, latency=0.004, route=V2_INFER),
+        "v2-failing": Host("r2-v2-failing", rate=20, error_ratio=0.2, latency=0.004, route=V2_VERSION_INFER),
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -257,3 +268,26 @@ def test_real_prometheus_rolls_back_a_canary_whose_class_mix_shifted_when_asked(
     assert result["canary"]["classes"]["1"] > 10 * result["canary"]["classes"]["2"]
     assert any(reason.startswith("class mix PSI") for reason in result["reasons"]), result
     assert _run(prometheus, "r2-good", max_class_mix_psi=0.2)["verdict"] == "promote"
+
+
+def test_real_prometheus_rolls_back_a_canary_whose_clients_get_4xx(prometheus: gate.Prometheus) -> None:
+    result = _run(prometheus, "r2-contract")
+    assert result["verdict"] == "rollback", result["summary"]
+    assert 0.25 < result["canary"]["error_ratio"] < 0.35
+    assert any(reason.startswith("error ratio ") and "> ceiling" in reason for reason in result["reasons"]), result
+
+
+def test_real_prometheus_does_not_count_429_as_a_failure(prometheus: gate.Prometheus) -> None:
+    result = _run(prometheus, "r2-throttled")
+    assert result["verdict"] == "promote", result["summary"]
+    assert result["canary"]["error_ratio"] == 0.0
+
+
+def test_real_prometheus_judges_a_canary_on_v2_traffic_alone(prometheus: gate.Prometheus) -> None:
+    good = _run(prometheus, "r2-v2-good")
+    assert good["verdict"] == "promote", good["summary"]
+    assert good["canary"]["requests"] >= 50
+    assert 0.0025 < good["canary"]["p99_seconds"] <= 0.005
+    failing = _run(prometheus, "r2-v2-failing")
+    assert failing["verdict"] == "rollback", failing["summary"]
+    assert 0.15 < failing["canary"]["error_ratio"] < 0.25

@@ -30,14 +30,14 @@ def test_timed_records_each_stage_and_warns_over_its_budget(tmp_path: Path) -> N
     within = _run(TOOLS / "timed", "roomy", "true", env=env)
     failed = _run(TOOLS / "timed", "unbudgeted", "bash", "-c", "exit 3", env=env)
     assert over.returncode == 0
-    assert "WARNING: stage quick took 1s, over its budget of 0s" in over.stdout
+    assert re.search(r"^WARNING: stage quick took [12]s, over its budget of 0s", over.stdout, re.M), over.stdout
     assert within.returncode == 0
     assert "budget" not in within.stdout
     assert failed.returncode == 3
-    assert "<== unbudgeted: 0s (FAILED, exit 3)" in failed.stdout
+    assert re.search(r"^<== unbudgeted: \d+s \(FAILED, exit 3\)$", failed.stdout, re.M), failed.stdout
     rows = [line.split("\t") for line in stages.read_text().splitlines()]
-    expected = [["quick", "1", "ok"], ["roomy", "0", "ok"], ["unbudgeted", "0", "FAILED, exit 3"]]
-    assert [row[:3] for row in rows] == expected
+    assert [(row[0], row[2]) for row in rows] == [("quick", "ok"), ("roomy", "ok"), ("unbudgeted", "FAILED, exit 3")]
+    assert int(rows[0][1]) >= 1  # whole seconds: the sleep of 1.1 s took 1 or 2 of them
     assert all(row[3].isdigit() for row in rows)  # the start, for the CPU column
 
 
