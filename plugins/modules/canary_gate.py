@@ -52,7 +52,10 @@ options:
     type: int
     default: 120
   min_requests:
-    description: Requests the canary must have answered in the window before any verdict.
+    description: >-
+      Requests the canary must have answered in the window before any verdict. A baseline that answered
+      fewer in the same window is not compared with (the ceilings still apply), and
+      O(on_too_few_requests) decides whether that alone rolls back.
     type: int
     default: 200
   max_wait:
@@ -221,9 +224,14 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
         if limits.on_too_few_requests == "rollback":
             reasons.append(f"too few requests to judge: {canary.requests:.0f} < {limits.min_requests}")
         return ("rollback" if reasons else "promote"), reasons
+    # A baseline that answered too few requests in the same window gives nothing to compare with: the
+    # ceilings still apply, the comparisons cannot, and the policy for too few requests decides.
+    compare = baseline.requests >= limits.min_requests
+    if not compare and limits.on_too_few_requests == "rollback":
+        reasons.append(f"too few baseline requests to compare with: {baseline.requests:.0f} < {limits.min_requests}")
     if canary.error_ratio > limits.max_error_ratio:
         reasons.append(f"error ratio {canary.error_ratio:.2%} > ceiling {limits.max_error_ratio:.2%}")
-    elif canary.error_ratio > baseline.error_ratio + limits.max_error_ratio_increase:
+    elif compare and canary.error_ratio > baseline.error_ratio + limits.max_error_ratio_increase:
         reasons.append(
             f"error ratio {canary.error_ratio:.2%} > baseline {baseline.error_ratio:.2%}"
             f" + {limits.max_error_ratio_increase:.2%}"
@@ -231,7 +239,7 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
     p99 = canary.p99_seconds
     if p99 is not None and p99 > limits.max_p99_seconds:
         reasons.append(f"p99 {p99 * 1000:.1f} ms > ceiling {limits.max_p99_seconds * 1000:.1f} ms")
-    elif p99 is not None and baseline.p99_seconds is not None:
+    elif compare and p99 is not None and baseline.p99_seconds is not None:
         base = baseline.p99_seconds
         if p99 > base * limits.max_p99_ratio and p99 - base > limits.p99_tolerance_seconds:
             reasons.append(
@@ -239,7 +247,7 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
                 f" ({(p99 - base) * 1000:.1f} ms slower; tolerance {limits.p99_tolerance_seconds * 1000:.0f} ms)"
             )
     mix = limits.max_class_mix_psi
-    if mix is not None and canary.classes and baseline.classes:
+    if compare and mix is not None and canary.classes and baseline.classes:
         shift = psi(baseline.classes, canary.classes)
         if shift > mix:
             reasons.append(f"class mix PSI {shift:.2f} against the baseline > {mix:g}")

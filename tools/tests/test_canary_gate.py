@@ -66,6 +66,20 @@ def test_no_verdict_on_too_few_requests_unless_told() -> None:
     assert judge(not_ready, HEALTHY, Thresholds(min_requests=100, on_too_few_requests="promote"))[0] == "rollback"
 
 
+def test_a_baseline_without_enough_traffic_is_not_compared_with() -> None:
+    idle = Stats(requests=3, errors=0, p99_seconds=0.001, targets=2, ready=True, classes={"1": 3})
+    canary = Stats(requests=500, errors=2, p99_seconds=0.009, targets=1, ready=True, classes={"2": 500})
+    limits = Thresholds(min_requests=100, max_error_ratio_increase=0.001, max_class_mix_psi=0.2)
+    verdict, reasons = judge(canary, idle, limits)
+    assert (verdict, reasons) == ("rollback", ["too few baseline requests to compare with: 3 < 100"])
+    # Told to promote on too few requests: only the ceilings judge, not the idle baseline's numbers.
+    lenient = Thresholds(min_requests=100, max_error_ratio_increase=0.001, max_class_mix_psi=0.2,
+                         on_too_few_requests="promote")  # fmt: skip
+    assert judge(canary, idle, lenient) == ("promote", [])
+    failing = Stats(requests=500, errors=50, p99_seconds=0.009, targets=1, ready=True)
+    assert judge(failing, idle, lenient) == ("rollback", ["error ratio 10.00% > ceiling 1.00%"])
+
+
 def test_psi_of_class_counts() -> None:
     assert gate.psi({"a": 50, "b": 50}, {"a": 5, "b": 5}) == 0.0
     assert gate.psi({"a": 50, "b": 50}, {"a": 90, "b": 10}) == pytest.approx(0.4 * math.log(1.8) + 0.4 * math.log(5))
@@ -291,3 +305,15 @@ def test_real_prometheus_judges_a_canary_on_v2_traffic_alone(prometheus: gate.Pr
     failing = _run(prometheus, "r2-v2-failing")
     assert failing["verdict"] == "rollback", failing["summary"]
     assert 0.15 < failing["canary"]["error_ratio"] < 0.25
+
+
+def test_real_prometheus_does_not_compare_with_a_baseline_without_traffic(prometheus: gate.Prometheus) -> None:
+    limits = Thresholds(min_requests=50)
+    result = gate.run_gate(
+        prometheus, 'release="r2-good"', 'release="r2-idle"', limits, window=6, max_wait=12, poll_interval=1
+    )
+    assert result["verdict"] == "rollback", result["summary"]
+    assert result["baseline"]["requests"] < 50
+    assert result["reasons"] == [
+        f"too few baseline requests to compare with: {result['baseline']['requests']:.0f} < 50"
+    ]
