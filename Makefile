@@ -95,11 +95,14 @@ LANE_LIMIT_molecule-a ?= 2700
 LANE_LIMIT_molecule-b ?= 2700
 LANE_LIMIT_aws ?= 2700
 LANE_LIMIT_fleet ?= 2700
+# Interrupted (Ctrl-C, or CI stopping the run), it stops every lane's process group (tools/lane records it).
 test: setup lint fixtures ## Everything CI runs: lint, then the unit, Molecule (two), AWS and fleet lanes side by side
-	@mkdir -p build/ci; pids=""; \
+	@mkdir -p build/ci; rm -f build/ci/*.pgid; pids=""; \
+	trap 'for g in build/ci/*.pgid; do kill -TERM -- -$$(cat $$g) 2>/dev/null; done; exit 130' INT TERM; \
 	for spec in $(foreach l,$(LANES),$(l):$(or $(LANE_LIMIT_$(l)),2400):$(or $(LANE_NICE_$(l)),5)); do \
 	  IFS=: read -r lane limit niceness <<< "$$spec"; \
-	  ( nice -n $$niceness tools/lane $$lane $$limit build/ci/$$lane.log $(MAKE) --no-print-directory lane-$$lane; rc=$$?; \
+	  ( rc=0; nice -n $$niceness tools/lane $$lane $$limit build/ci/$$lane.log \
+	      $(MAKE) --no-print-directory lane-$$lane || rc=$$?; \
 	    printf '\n======== lane %s (exit %s) ========\n' $$lane $$rc; cat build/ci/$$lane.log; exit $$rc ) & \
 	  pids="$$pids $$!"; \
 	done; \

@@ -4,7 +4,7 @@
 # scenarios' artifacts (molecule/shared/prepare_models.yml; each scenario's prepare then finds them made).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${VENV:-.venv}/bin
+bin=$(cd "${VENV:-.venv}/bin" && pwd)
 [ -f build/models/demo-classifier/metadata.json ] || "$bin/model-service" train --out build/models/demo-classifier
 [ -f build/molecule/models/broken-v3/metadata.json ] || MOLECULE_PROJECT_DIRECTORY=$PWD \
-  "$bin/ansible-playbook" -i localhost, -e "ansible_python_interpreter=$PWD/$bin/python" molecule/shared/prepare_models.yml
+  "$bin/ansible-playbook" -i localhost, -e "ansible_python_interpreter=$bin/python" molecule/shared/prepare_models.yml

@@ -67,11 +67,15 @@ options:
     type: int
     default: 5
   max_error_ratio:
-    description: Ceiling of the canary's error ratio (5xx and 4xx but 429), whatever the baseline's.
+    description: >-
+      Ceiling of the canary's 5xx ratio, whatever the baseline's (4xx answers are judged against the
+      baseline only: some clients always send malformed requests).
     type: float
     default: 0.01
   max_error_ratio_increase:
-    description: How much the canary's error ratio (5xx and 4xx but 429) may exceed the baseline's.
+    description: >-
+      How much the canary's ratio of failed answers (every 5xx, and every 4xx but 429) may exceed the
+      baseline's over the same window.
     type: float
     default: 0.005
   max_p99_seconds:
@@ -132,7 +136,8 @@ reasons:
   elements: str
 canary:
   description: >-
-    What the canary did in the window (requests, errors, error_ratio, p99_seconds, targets, ready, and the
+    What the canary did in the window (requests, errors: 5xx and 4xx but 429, server_errors: 5xx,
+    error_ratio, server_error_ratio, p99_seconds, targets, ready, and the
     rows predicted per class, classes).
   returned: always
   type: dict
@@ -175,7 +180,8 @@ class Stats:
     """One side of the comparison over the window."""
 
     requests: float = 0.0
-    errors: float = 0.0
+    errors: float = 0.0  # what failed its client: every 5xx, and every 4xx but 429
+    server_errors: float = 0.0  # 5xx alone
     p99_seconds: float | None = None
     targets: int = 0
     ready: bool = False
@@ -185,8 +191,16 @@ class Stats:
     def error_ratio(self) -> float:
         return self.errors / self.requests if self.requests > 0 else 0.0
 
+    @property
+    def server_error_ratio(self) -> float:
+        return self.server_errors / self.requests if self.requests > 0 else 0.0
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "error_ratio": round(self.error_ratio, 6)}
+        return {
+            **asdict(self),
+            "error_ratio": round(self.error_ratio, 6),
+            "server_error_ratio": round(self.server_error_ratio, 6),
+        }
 
 
 @dataclass
@@ -229,8 +243,8 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
     compare = baseline.requests >= limits.min_requests
     if not compare and limits.on_too_few_requests == "rollback":
         reasons.append(f"too few baseline requests to compare with: {baseline.requests:.0f} < {limits.min_requests}")
-    if canary.error_ratio > limits.max_error_ratio:
-        reasons.append(f"error ratio {canary.error_ratio:.2%} > ceiling {limits.max_error_ratio:.2%}")
+    if canary.server_error_ratio > limits.max_error_ratio:
+        reasons.append(f"5xx ratio {canary.server_error_ratio:.2%} > ceiling {limits.max_error_ratio:.2%}")
     elif compare and canary.error_ratio > baseline.error_ratio + limits.max_error_ratio_increase:
         reasons.append(
             f"error ratio {canary.error_ratio:.2%} > baseline {baseline.error_ratio:.2%}"
@@ -305,6 +319,8 @@ def observe(
     span = f"[{int(window)}s]"
     total = prom.scalar(f"sum(increase(model_service_requests_total{requests}{span}))", at) or 0.0
     failed = prom.scalar(f"sum(increase(model_service_requests_total{errors}{span}))", at) or 0.0
+    server = _matchers(*base, f'route=~"{route}"', 'status=~"5.."')
+    failed_5xx = prom.scalar(f"sum(increase(model_service_requests_total{server}{span}))", at) or 0.0
     p99 = prom.scalar(
         "histogram_quantile(0.99, sum by (le) "
         f"(increase(model_service_request_duration_seconds_bucket{requests}{span})))",
@@ -320,6 +336,7 @@ def observe(
     return Stats(
         requests=round(total, 1),
         errors=round(failed, 1),
+        server_errors=round(failed_5xx, 1),
         p99_seconds=None if p99 is None else round(p99, 6),
         targets=int(targets),
         ready=up == 1 and ready == 1,

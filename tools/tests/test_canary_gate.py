@@ -27,21 +27,37 @@ Stats, Thresholds, judge = gate.Stats, gate.Thresholds, gate.judge
 HEALTHY = Stats(requests=1000, errors=0, p99_seconds=0.004, targets=2, ready=True)
 
 
+def failing(requests: float, errors: float, **more: object) -> Stats:
+    """A side whose failed answers are all 5xx."""
+    return Stats(requests=requests, errors=errors, server_errors=errors, **more)
+
+
 def test_a_canary_like_its_baseline_is_promoted() -> None:
     canary = Stats(requests=500, errors=1, p99_seconds=0.006, targets=1, ready=True)
     assert judge(canary, HEALTHY, Thresholds()) == ("promote", [])
 
 
 def test_errors_over_the_ceiling_or_over_the_baseline_roll_back() -> None:
-    over_ceiling = Stats(requests=500, errors=10, p99_seconds=0.004, targets=1, ready=True)
+    over_ceiling = failing(500, 10, p99_seconds=0.004, targets=1, ready=True)
     verdict, reasons = judge(over_ceiling, HEALTHY, Thresholds(max_error_ratio=0.01))
     assert verdict == "rollback"
-    assert reasons == ["error ratio 2.00% > ceiling 1.00%"]
-    noisy_baseline = Stats(requests=1000, errors=2, p99_seconds=0.004, targets=2, ready=True)
-    worse = Stats(requests=1000, errors=9, p99_seconds=0.004, targets=1, ready=True)
+    assert reasons == ["5xx ratio 2.00% > ceiling 1.00%"]
+    noisy_baseline = failing(1000, 2, p99_seconds=0.004, targets=2, ready=True)
+    worse = failing(1000, 9, p99_seconds=0.004, targets=1, ready=True)
     verdict, reasons = judge(worse, noisy_baseline, Thresholds(max_error_ratio=0.05, max_error_ratio_increase=0.005))
     assert verdict == "rollback"
     assert reasons == ["error ratio 0.90% > baseline 0.20% + 0.50%"]
+
+
+def test_4xx_are_judged_against_the_baseline_not_the_ceiling() -> None:
+    # Some clients always send malformed requests: the old and the new release refuse them alike.
+    sloppy_clients = Stats(requests=1000, errors=30, p99_seconds=0.004, targets=2, ready=True)
+    canary = Stats(requests=500, errors=16, p99_seconds=0.004, targets=1, ready=True)
+    assert judge(canary, sloppy_clients, Thresholds(max_error_ratio=0.01)) == ("promote", [])
+    # A model that refuses what the old one answered: its clients' 4xx jump against the baseline's.
+    refusing = Stats(requests=500, errors=150, p99_seconds=0.004, targets=1, ready=True)
+    verdict, reasons = judge(refusing, sloppy_clients, Thresholds(max_error_ratio=0.01))
+    assert (verdict, reasons) == ("rollback", ["error ratio 30.00% > baseline 3.00% + 0.50%"])
 
 
 def test_p99_over_the_ceiling_or_much_slower_than_the_baseline_rolls_back() -> None:
@@ -76,8 +92,8 @@ def test_a_baseline_without_enough_traffic_is_not_compared_with() -> None:
     lenient = Thresholds(min_requests=100, max_error_ratio_increase=0.001, max_class_mix_psi=0.2,
                          on_too_few_requests="promote")  # fmt: skip
     assert judge(canary, idle, lenient) == ("promote", [])
-    failing = Stats(requests=500, errors=50, p99_seconds=0.009, targets=1, ready=True)
-    assert judge(failing, idle, lenient) == ("rollback", ["error ratio 10.00% > ceiling 1.00%"])
+    broken = failing(500, 50, p99_seconds=0.009, targets=1, ready=True)
+    assert judge(broken, idle, lenient) == ("rollback", ["5xx ratio 10.00% > ceiling 1.00%"])
 
 
 def test_psi_of_class_counts() -> None:
@@ -288,7 +304,7 @@ def test_real_prometheus_rolls_back_a_canary_whose_clients_get_4xx(prometheus: g
     result = _run(prometheus, "r2-contract")
     assert result["verdict"] == "rollback", result["summary"]
     assert 0.25 < result["canary"]["error_ratio"] < 0.35
-    assert any(reason.startswith("error ratio ") and "> ceiling" in reason for reason in result["reasons"]), result
+    assert any(reason.startswith("error ratio ") and "> baseline" in reason for reason in result["reasons"]), result
 
 
 def test_real_prometheus_does_not_count_429_as_a_failure(prometheus: gate.Prometheus) -> None:
