@@ -318,9 +318,9 @@ def test_real_prometheus_judges_a_canary_on_v2_traffic_alone(prometheus: gate.Pr
     assert good["verdict"] == "promote", good["summary"]
     assert good["canary"]["requests"] >= 50
     assert 0.0025 < good["canary"]["p99_seconds"] <= 0.005
-    failing = _run(prometheus, "r2-v2-failing")
-    assert failing["verdict"] == "rollback", failing["summary"]
-    assert 0.15 < failing["canary"]["error_ratio"] < 0.25
+    broken = _run(prometheus, "r2-v2-failing")
+    assert broken["verdict"] == "rollback", broken["summary"]
+    assert 0.15 < broken["canary"]["error_ratio"] < 0.25
 
 
 def test_real_prometheus_does_not_compare_with_a_baseline_without_traffic(prometheus: gate.Prometheus) -> None:
