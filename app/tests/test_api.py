@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xgboost
-from model_service.app import create_app
+from model_service.app import PUBLIC_METADATA, create_app
 from model_service.config import Settings
 from model_service.metrics import Metrics
 from model_service.runtime import TreeRuntime
@@ -183,6 +183,14 @@ def test_health_ready_model(client, metadata) -> None:
     assert model["runtime"] == {"small_batches": "tree", "large_batches": "xgboost", "tree_runtime_refused": None}
     assert "path" not in model
     assert not any(isinstance(v, str) and v.startswith("/") for v in model.values())
+    # The training profile (ranges, quantiles, class frequencies) is not on the public /model.
+    assert "training" in metadata
+    assert "training" not in model
+    assert "drift_signals" not in model
+    assert set(model) == {*PUBLIC_METADATA, "runtime"}
+    profile = client.get("/model/profile").get_json()
+    assert profile["training"] == metadata["training"]
+    assert profile["runtime"] == model["runtime"]
 
 
 def test_tree_runtime_fallback_is_visible(artifact, monkeypatch) -> None:
@@ -224,6 +232,18 @@ def test_metrics_content(client, instance) -> None:
     assert 'model_service_model_info{name="demo-classifier",runtime="tree",version="1.0.0"} 1.0' in text
     assert "model_service_model_load_failures_total 0.0" in text
     assert "model_service_in_flight_requests" in text
+
+
+def test_methods_a_client_invents_do_not_become_series(client) -> None:
+    for i in range(50):
+        assert client.open("/predict", method=f"M{i}").status_code == 405
+    client.open("/health", method="BREW")
+    text = client.get("/metrics").get_data(as_text=True)
+    methods = set(re.findall(r'model_service_requests_total\{method="([^"]+)"', text))
+    assert "OTHER" in methods
+    assert methods <= {"GET", "OTHER"}, methods
+    other = re.findall(r'model_service_requests_total\{method="OTHER",[^}]*status="405"\} ([0-9.]+)', text)
+    assert sum(map(float, other)) == 51, text
 
 
 def test_openapi_is_valid_and_matches_routes(client, metadata) -> None:

@@ -63,6 +63,7 @@ def violations(instance: dict[str, float]) -> dict[Rule, tuple[str, bytes, dict[
         c.V2_BINARY_SIZE: (INFER, binary_head + bytes(100), {c.V2_BINARY_HEADER: str(len(binary_head))}),
         c.V2_NOT_FINITE: (INFER, v2(tensor(data=[1e300] * 36)), {}),
         c.V2_OUTPUTS_INVALID: (INFER, v2(tensor(), outputs=[{"name": "nope"}]), {}),
+        c.V2_OUTPUTS_DUPLICATE: (INFER, v2(tensor(), outputs=[{"name": "probabilities"}] * 2), {}),
     }
 
 

@@ -73,7 +73,7 @@ def test_an_artifact_without_the_profile_loads_with_its_signals_off(broken_copy,
         rewrite_metadata(directory, training=training)
 
     client = create_app(Settings(model_path=broken_copy(old), access_log=False)).test_client()
-    signals = client.get("/model").get_json()["drift_signals"]
+    signals = client.get("/model/profile").get_json()["drift_signals"]
     assert signals["input_ranges"] is True
     assert signals["class_mix"] is False
     assert "class_frequencies" in signals["off_because"]

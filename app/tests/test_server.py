@@ -194,6 +194,30 @@ def test_body_over_the_limit_is_refused_early_in_json(live, artifact, declared) 
     }
 
 
+def test_a_client_still_sending_an_oversized_body_reads_the_413(live, artifact) -> None:
+    # A client that writes its whole body before it reads (http.client does) must get the JSON 413, not a
+    # reset while it writes: the service reads and drops the rest of the body before it closes.
+    service = live(artifact, max_body_bytes="2000")
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
+            sock.sendall(_request_bytes(b"x" * (16 * 1024 * 1024)))  # a reset raises here
+            status, body = _read_response(sock)
+        assert status == 413
+        assert json.loads(body)["error"] == "payload_too_large"
+    # Past the bound it stops reading: a client sending without end is cut off, not read forever.
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
+        sock.sendall(_request_bytes(b"")[:-4].replace(b"Content-Length: 0", b"Content-Length: 999999999") + b"\r\n\r\n")
+        sent = 0
+        try:
+            while sent < 128 * 1024 * 1024:
+                sock.sendall(b"x" * 65536)
+                sent += 65536
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        assert sent < 128 * 1024 * 1024, "the service read 128 MiB of a refused body"
+    assert requests.get(service.url + "/ready", timeout=5).status_code == 200
+
+
 def test_model_info_shows_only_the_served_version_after_reload(live, current, artifact_v2, tmp_path) -> None:
     directory = str(tmp_path / "metrics")
     first = live(current, metrics_dir=directory)

@@ -142,3 +142,19 @@ def test_v2_errors_use_the_protocol_shape_and_are_counted(server, rows) -> None:
     over = requests.post(f"{server.url}/v2/models/{MODEL}/infer", data=b"{" + b" " * 2_000_000 + b"}", timeout=10)
     assert over.status_code == 413
     assert set(over.json()) == {"error"}
+
+
+def test_a_request_cannot_make_the_answer_larger_than_its_rows(server, rows) -> None:
+    # 646 KB listing one output again and again once made a process build gigabytes and die.
+    tensor = {"name": "input-0", "datatype": "FP32", "shape": [20, 36], "data": rows[:20].ravel().tolist()}
+    body = {"inputs": [tensor], "outputs": [{"name": "probabilities"}] * 20_000}
+    answer = requests.post(f"{server.url}/v2/models/{MODEL}/infer", json=body, timeout=30)
+    assert answer.status_code == 400, answer.text[:300]
+    assert answer.json() == {"error": "'outputs' names probabilities more than once; ask for each output once"}
+    # Each output once: the answer holds the rows' outputs and nothing more.
+    body["outputs"] = [{"name": "probabilities"}, {"name": "predicted_class"}]
+    answer = requests.post(f"{server.url}/v2/models/{MODEL}/infer", json=body, timeout=30)
+    assert answer.status_code == 200
+    assert [o["shape"] for o in answer.json()["outputs"]] == [[20, 7], [20]]
+    assert len(answer.content) < 20 * (7 + 1) * 40
+    assert server.proc.poll() is None

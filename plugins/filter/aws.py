@@ -4,10 +4,87 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
-WORLD = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Address space no client on the internet comes from (IANA's IPv4 and IPv6 special-purpose registries,
+# RFC 6890 and successors): private, shared, loopback, link-local, documentation, benchmarking, multicast
+# and reserved space. For IPv6 only the global unicast space, 2000::/3, is routed at all.
+_NOT_PUBLIC_V4 = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+]
+_NOT_PUBLIC_V6 = ["2001::/23", "2001:db8::/32", "3fff::/20"]
+
+# The most public address space admin, SSH and builder CIDRs may open to: a /8's worth of IPv4
+# (16,777,216 addresses), a /32's worth of IPv6 (2^96, what a regional registry allocates an ISP).
+MAX_PUBLIC = {4: 2**24, 6: 2**96}
+_BOUND_NAME = {4: "a /8, 16,777,216", 6: f"a /32, 2^96 = {2**96:,}"}
+
+# An ACM certificate: arn:<partition>:acm:<region>:<12-digit account>:certificate/<id>.
+CERTIFICATE_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+):[0-9]{12}:certificate/[A-Za-z0-9-]+"
+)
+
+# sha256 digests of the example vault's secrets (inventories/*/group_vars/monitoring/vault.yml,
+# password molecule/shared/example-vault-password): a secret copied from the example is refused outside
+# an emulator, and the secrets themselves are not kept here.
+EXAMPLE_SECRET_DIGESTS = frozenset(
+    {
+        "e34c6f13ef66418586d7bf3c9c5e0f88480639c42c536e75591c18d6f3c00ea2",  # vault_alertmanager_slack_api_url
+        "5bbbb1522af8be50c7eca36dcf22536732f44092971b0b1fb7402eec52a94380",  # vault_alertmanager_smtp_password
+        "185e9646e13e35919f46b6df5c349e81ef95eb5e7f5f09402f2d33932693e0ed",  # vault_alertmanager_pager_webhook_url
+        "c6ef13822a64aa01ebb50ca707caf43a4d1a9ddb74bb7a88e59be1b9e34ab84f",  # vault_alertmanager_pager_token
+        "0dd0e2a00cf4c38f68397449247b1d575a2bc6b835a572359a8175b027dc580c",  # vault_grafana_admin_password
+    }
+)
+SECRET_NAMES = {
+    "grafana_admin_password": "the Grafana admin password",
+    "alertmanager_slack_api_url": "Alertmanager's Slack webhook URL",
+    "alertmanager_smtp_password": "Alertmanager's SMTP password",
+    "alertmanager_pager_webhook_url": "Alertmanager's pager webhook URL",
+    "alertmanager_pager_token": "Alertmanager's pager token",
+}
+
+
+def _public_space() -> dict[int, list[Network]]:
+    """The publicly routable networks of each IP version, disjoint."""
+    space: dict[int, list[Network]] = {}
+    for version, whole, excluded in (
+        (4, "0.0.0.0/0", _NOT_PUBLIC_V4),
+        (6, "2000::/3", _NOT_PUBLIC_V6),
+    ):
+        nets: list[Network] = [ipaddress.ip_network(whole)]
+        for cidr in excluded:
+            out = ipaddress.ip_network(cidr)
+            kept: list[Network] = []
+            for net in nets:
+                if not net.overlaps(out):
+                    kept.append(net)
+                elif out.subnet_of(net):  # type: ignore[arg-type]
+                    kept.extend(net.address_exclude(out))  # type: ignore[arg-type]
+                # else the whole of net is excluded
+            nets = kept
+        space[version] = nets
+    return space
+
+
+PUBLIC_SPACE = _public_space()
 
 
 def is_loopback_url(url: str) -> bool:
@@ -33,16 +110,47 @@ def _networks(cidrs: list[str], what: str, problems: list[str]) -> list[ipaddres
     return nets
 
 
-def _opens_world(nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    return any(net in WORLD or net.prefixlen == 0 for net in nets)
+def public_addresses(nets: list[Network]) -> dict[int, int]:
+    """How many publicly routable addresses the union of ``nets`` holds, per IP version (4, 6).
+
+    Overlapping networks count once; private, loopback, link-local, documentation, multicast and reserved
+    space counts not at all: ``0.0.0.0/1`` and ``128.0.0.0/1`` together are the whole public IPv4 space.
+    """
+    counts = {}
+    for version, public in PUBLIC_SPACE.items():
+        union = list(ipaddress.collapse_addresses(n for n in nets if n.version == version))  # type: ignore[misc]
+        counts[version] = sum(
+            min(a.num_addresses, p.num_addresses)
+            for a in union
+            for p in public
+            if a.overlaps(p)  # type: ignore[arg-type]
+        )
+    return counts
+
+
+def _opens_world(nets: list[Network]) -> str:
+    """How much more public space than the bound the networks open to ('': within it).
+
+    The bound is ``MAX_PUBLIC``: a /8's worth of public IPv4 addresses (2^24), a /32's worth of public IPv6
+    ones (2^96); a few /1s, or /2s, are the world as much as one /0 is.
+    """
+    counts = public_addresses(nets)
+    return " and ".join(
+        f"{counts[v]:,} public IPv{v} addresses (more than {_BOUND_NAME[v]})"
+        for v in (4, 6)
+        if counts[v] > MAX_PUBLIC[v]
+    )
 
 
 def aws_preflight(settings: dict[str, Any]) -> list[str]:
     """What would make the stack unsafe or unbuildable, one sentence each (empty: go ahead).
 
     Checked before any AWS call: the endpoint (an emulator only on loopback, never a mix of an
-    emulator and AWS), HTTPS and its certificate, who may reach what, the subnets, and what a
-    production environment must keep on.
+    emulator and AWS), HTTPS and its certificate (prod serves HTTPS only, with an ACM certificate of the
+    load balancer's region), who may reach what (admin, SSH and builder CIDRs open to a /8's worth of
+    public IPv4 addresses at most, a /32's worth of IPv6: ``MAX_PUBLIC``), the subnets, what a production
+    environment must keep on, and no secret of the example vault (``secrets``: name -> value). Against an
+    emulator (``emulated``) HTTP and the example vault are allowed.
     """
     problems: list[str] = []
     endpoint = str(settings.get("endpoint") or "")
@@ -57,17 +165,29 @@ def aws_preflight(settings: dict[str, Any]) -> list[str]:
             f"AWS_ENDPOINT_URL is {env_endpoint} but the playbooks' endpoint is {endpoint or 'AWS itself'}: "
             "the inventory and the modules would talk to different places"
         )
+    emulated = bool(settings.get("emulated"))
+    environment = str(settings.get("environment") or "")
+    # Prod serves HTTPS only; against an emulator HTTP stays allowed (the emulated suite builds prod over
+    # HTTP, and tests HTTPS with a certificate of the emulator's own).
+    if environment == "prod" and not emulated and not settings.get("https"):
+        problems.append("prod serves HTTPS only: set modelfleet_aws_https: true and modelfleet_aws_certificate_arn")
     if settings.get("https") and not settings.get("certificate_arn"):
         problems.append("HTTPS is asked for (modelfleet_aws_https) but no certificate ARN is given")
-    certificate = str(settings.get("certificate_arn") or "")
-    if certificate and not certificate.startswith("arn:"):
-        problems.append(f"the certificate {certificate!r} is not an ARN")
+    problems.extend(_certificate_problems(str(settings.get("certificate_arn") or ""), settings.get("region")))
     if settings.get("certificate_arn") and not settings.get("https"):
         problems.append("a certificate is given but HTTPS is off: set modelfleet_aws_https: true")
-    if _opens_world(_networks(settings.get("admin_cidrs") or [], "admin CIDRs", problems)):
-        problems.append("Prometheus, Alertmanager and Grafana would be open to the world (admin CIDRs)")
-    if _opens_world(_networks(settings.get("ssh_cidrs") or [], "SSH CIDRs", problems)):
-        problems.append("SSH would be open to the world: give the bastion's address (SSH CIDRs)")
+    opened = _opens_world(_networks(settings.get("admin_cidrs") or [], "admin CIDRs", problems))
+    if opened:
+        problems.append(
+            "Prometheus, Alertmanager and Grafana would be open to the world: the admin CIDRs "
+            f"(modelfleet_aws_admin_cidrs) open them to {opened}: give your office or VPN ranges"
+        )
+    opened = _opens_world(_networks(settings.get("ssh_cidrs") or [], "SSH CIDRs", problems))
+    if opened:
+        problems.append(
+            f"SSH would be open to the world: the SSH CIDRs (modelfleet_aws_ssh_cidrs) open it to {opened}: "
+            "give the bastion's address"
+        )
     _networks(settings.get("alb_ingress_cidrs") or [], "load balancer CIDRs", problems)
     public = _networks(settings.get("public_cidrs") or [], "public subnets", problems)
     private = _networks(settings.get("private_cidrs") or [], "private subnets", problems)
@@ -96,7 +216,44 @@ def aws_preflight(settings: dict[str, Any]) -> list[str]:
         problems.append("modelfleet_aws_access is bastion but no bastion is given (modelfleet_aws_bastion: user@host)")
     if "builder_connection" in settings:
         problems.extend(_builder_problems(settings))
+    if not emulated:  # the emulated runs use the example vault, on purpose
+        problems.extend(_example_secrets(settings.get("secrets") or {}, environment))
     return problems
+
+
+def _certificate_problems(certificate: str, region: Any) -> list[str]:
+    """What is wrong with an ACM certificate ARN for a load balancer in ``region`` (none given: nothing)."""
+    if not certificate:
+        return []
+    found = CERTIFICATE_ARN.fullmatch(certificate)
+    if not found:
+        return [
+            f"the certificate {certificate!r} is not an ACM certificate ARN "
+            "(arn:aws:acm:<region>:<12-digit account>:certificate/<id>)"
+        ]
+    if region and found["region"] != region:
+        return [
+            f"the certificate is in {found['region']} but the load balancer in {region} (modelfleet_aws_region): "
+            "an ALB takes a certificate of its own region (request or import it there)"
+        ]
+    return []
+
+
+def _example_secrets(secrets: dict[str, Any], environment: str) -> list[str]:
+    """The secrets whose value is one of the example vault's (compared by sha256 digest), in one sentence."""
+    found = [
+        SECRET_NAMES.get(key, key)
+        for key, value in secrets.items()
+        if value and hashlib.sha256(str(value).encode()).hexdigest() in EXAMPLE_SECRET_DIGESTS
+    ]
+    if not found:
+        return []
+    env = environment or "<environment>"
+    names = found[0] if len(found) == 1 else f"{', '.join(found[:-1])} and {found[-1]}"
+    return [
+        f"{names} {'is' if len(found) == 1 else 'are'} the example vault's: create your own vault "
+        f"(ansible-vault create inventories/{env}/group_vars/monitoring/vault.yml) before {env}"
+    ]
 
 
 def _builder_problems(settings: dict[str, Any]) -> list[str]:
@@ -117,9 +274,10 @@ def _builder_problems(settings: dict[str, Any]) -> list[str]:
                 "the bake reaches its builder over SSH from modelfleet_aws_builder_cidrs: give the controller's "
                 "address (for example 203.0.113.7/32)"
             )
-        elif _opens_world(cidrs):
+        elif opened := _opens_world(cidrs):
             problems.append(
-                "the builder's SSH would be open to the world: give the controller's address (builder CIDRs)"
+                "the builder's SSH would be open to the world: the builder CIDRs (modelfleet_aws_builder_cidrs) "
+                f"open it to {opened}: give the controller's address"
             )
     return problems
 

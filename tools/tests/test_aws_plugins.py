@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +64,23 @@ def test_preflight_accepts_a_safe_production_setting() -> None:
         ({"https": False}, "HTTPS is off"),
         ({"admin_cidrs": ["0.0.0.0/0"]}, "Grafana would be open to the world"),
         ({"ssh_cidrs": ["::/0"]}, "SSH would be open to the world"),
+        # The world without a /0: judged by the public addresses of the union, not by prefix length.
+        ({"admin_cidrs": ["0.0.0.0/1", "128.0.0.0/1"]}, "open them to 3,702,258,688 public IPv4 addresses"),
+        ({"admin_cidrs": [f"{i}.0.0.0/2" for i in (0, 64, 128, 192)]}, "Grafana would be open to the world"),
+        ({"admin_cidrs": ["44.0.0.0/7"]}, "33,554,432 public IPv4 addresses (more than a /8"),
+        ({"ssh_cidrs": ["::/1"]}, "SSH would be open to the world"),
+        ({"ssh_cidrs": ["2a00::/31"]}, "public IPv6 addresses (more than a /32"),
+        (
+            {"builder_connection": "ssh", "builder_cidrs": ["0.0.0.0/1", "128.0.0.0/1"]},
+            "builder's SSH would be open to the world",
+        ),
+        # Prod serves HTTPS only, with an ACM certificate of the load balancer's region.
+        ({"https": False, "certificate_arn": ""}, "prod serves HTTPS only: set modelfleet_aws_https: true"),
+        ({"region": "eu-west-1"}, "the certificate is in us-east-1 but the load balancer in eu-west-1"),
+        ({"certificate_arn": "arn:aws:acm:us-east-1:12345:certificate/abc"}, "not an ACM certificate ARN"),
+        ({"certificate_arn": "arn:aws:iam::123456789012:server-certificate/abc"}, "not an ACM certificate ARN"),
+        ({"certificate_arn": "arn:aws:acm:us-east-1:123456789012:abc"}, "not an ACM certificate ARN"),
+        ({"certificate_arn": "acm:us-east-1:123456789012:certificate/abc"}, "not an ACM certificate ARN"),
         ({"admin_cidrs": ["10.0.0.1/16"]}, "not a network address"),
         ({"public_cidrs": ["10.0.0.0/24"], "private_cidrs": ["10.0.10.0/24"]}, "two AZs or more"),
         ({"private_cidrs": ["10.0.10.0/24", "10.0.0.0/23"]}, "overlap"),
@@ -91,6 +109,75 @@ def test_preflight_allows_the_emulator_on_loopback_only() -> None:
     assert aws.is_loopback_url("http://[::1]:5000")
     assert not aws.is_loopback_url("http://127.0.0.1.example.com:5000")
     assert not aws.is_loopback_url("ftp://127.0.0.1/")
+
+
+def test_preflight_allows_small_or_private_address_space() -> None:
+    """Up to a /8's worth of public IPv4 (a /32's of IPv6), and any amount of private space."""
+    for admin in (
+        ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"],
+        ["44.0.0.0/8"],  # exactly the bound
+        ["44.0.0.0/9", "44.128.0.0/9", "44.0.0.0/10"],  # overlaps count once: still one /8
+        ["44.0.0.0/9"],
+        ["2a00::/32", "2a00:0:1::/48", "fe80::/10"],
+    ):
+        assert aws.aws_preflight({**SAFE, "admin_cidrs": admin, "ssh_cidrs": admin}) == [], admin
+    assert aws.aws_preflight({**SAFE, "builder_connection": "ssh", "builder_cidrs": ["44.0.0.0/8"]}) == []
+    assert aws.public_addresses([aws.ipaddress.ip_network("0.0.0.0/1"), aws.ipaddress.ip_network("128.0.0.0/1")]) == (
+        aws.public_addresses([aws.ipaddress.ip_network("0.0.0.0/0")])
+    )
+    assert aws.public_addresses([aws.ipaddress.ip_network("44.0.0.0/7")]) == {4: 2**25, 6: 0}
+
+
+def test_preflight_asks_prod_on_aws_only_for_https() -> None:
+    plain = {"https": False, "certificate_arn": ""}
+    assert aws.aws_preflight({**SAFE, **plain, "environment": "staging"}) == []
+    emulated = {"endpoint": "http://127.0.0.1:5000", "env_endpoint": "http://127.0.0.1:5000", "emulated": True}
+    assert aws.aws_preflight({**SAFE, **plain, **emulated}) == [], "the emulated suite builds prod over HTTP"
+    assert aws.aws_preflight({**SAFE, "region": "us-east-1"}) == []
+    gov = "arn:aws-us-gov:acm:us-gov-west-1:123456789012:certificate/0f2a6c1e-8d3b-4c2a-9e1f-3b5d7a9c1e2f"
+    assert aws.aws_preflight({**SAFE, "certificate_arn": gov, "region": "us-gov-west-1"}) == []
+
+
+def example_vault(environment: str) -> dict[str, str]:
+    """The example vault's secrets, decrypted with its documented password."""
+    from ansible.constants import DEFAULT_VAULT_ID_MATCH
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    password = (ROOT / "molecule" / "shared" / "example-vault-password").read_bytes().strip()
+    vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(password))])
+    path = ROOT / "inventories" / environment / "group_vars" / "monitoring" / "vault.yml"
+    return yaml.safe_load(vault.decrypt(path.read_bytes()))
+
+
+SECRETS = {
+    "grafana_admin_password": "the Grafana admin password",
+    "alertmanager_slack_api_url": "Alertmanager's Slack webhook URL",
+    "alertmanager_smtp_password": "Alertmanager's SMTP password",
+    "alertmanager_pager_webhook_url": "Alertmanager's pager webhook URL",
+    "alertmanager_pager_token": "Alertmanager's pager token",
+}
+
+
+@pytest.mark.parametrize("environment", ["prod", "staging"])
+def test_preflight_refuses_the_example_vaults_secrets_outside_the_emulator(environment: str) -> None:
+    example = example_vault(environment)
+    emulated = {"endpoint": "http://127.0.0.1:5000", "env_endpoint": "http://127.0.0.1:5000", "emulated": True}
+    for key, name in SECRETS.items():
+        secrets = {k: f"own-{k}" for k in SECRETS} | {key: example[f"vault_{key}"]}
+        assert aws.aws_preflight({**SAFE, "secrets": secrets}) == [
+            f"{name} is the example vault's: create your own vault "
+            "(ansible-vault create inventories/prod/group_vars/monitoring/vault.yml) before prod"
+        ]
+        assert aws.aws_preflight({**SAFE, **emulated, "secrets": secrets}) == []
+    everything = {k: example[f"vault_{k}"] for k in SECRETS}
+    [problem] = aws.aws_preflight({**SAFE, "secrets": everything})
+    assert problem.startswith(f"{', '.join(list(SECRETS.values())[:-1])} and {list(SECRETS.values())[-1]} are the")
+    # Other secrets, missing ones, and the example's non-secret settings (its SMTP user) pass.
+    assert aws.aws_preflight({**SAFE, "secrets": {k: f"own-{k}" for k in SECRETS}}) == []
+    assert aws.aws_preflight({**SAFE, "secrets": dict.fromkeys(SECRETS, "")}) == []
+    assert aws.aws_preflight({**SAFE, "secrets": {"smtp_username": example["vault_alertmanager_smtp_username"]}}) == []
+    source = (ROOT / "plugins" / "filter" / "aws.py").read_text()
+    assert not [k for k in SECRETS if example[f"vault_{k}"] in source], "digests only, never the secrets"
 
 
 def test_release_names_are_stable_short_and_distinct() -> None:

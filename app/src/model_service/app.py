@@ -22,6 +22,9 @@ from .wsgi import INFER_ROUTES, PREDICT_ROUTE, REQUEST_ID, ServiceApp, error_bod
 
 log = logging.getLogger("model_service")
 
+# The parts of metadata.json that /model shows to every client (not the training profile).
+PUBLIC_METADATA = ("name", "version", "features", "classes", "objective", "format_version", "created_at", "files")
+
 _HTTP_CODES = {
     400: ("bad_request", "the request is malformed"),
     404: ("not_found", "no such route; see /openapi.json"),
@@ -95,15 +98,26 @@ def create_app(settings: Settings, state: ServiceState | None = None) -> Flask:
             raise ApiError(503, "draining", "the service is shutting down")
         return json_response({"status": "ready", "model": model.name, "model_version": model.version})
 
-    @app.get("/model")
-    def model_info() -> Response:
-        model = served_model()
-        runtime = {
+    def runtime_of(model: LoadedModel) -> dict[str, Any]:
+        return {
             "small_batches": model.runtime_for(1).name,
             "large_batches": model.reference.name,
             "tree_runtime_refused": model.tree_fallback,
         }
-        return json_response({**model.metadata, "runtime": runtime, "drift_signals": signals_of(model.metadata)})
+
+    @app.get("/model")
+    def model_info() -> Response:
+        # What a client needs to call the model; the training profile says something about the training
+        # data, so it is at /model/profile, which nginx serves on the allow-listed metrics listener only.
+        model = served_model()
+        public = {key: model.metadata[key] for key in PUBLIC_METADATA if key in model.metadata}
+        return json_response({**public, "runtime": runtime_of(model)})
+
+    @app.get("/model/profile")
+    def model_profile() -> Response:
+        model = served_model()
+        signals = signals_of(model.metadata)
+        return json_response({**model.metadata, "runtime": runtime_of(model), "drift_signals": signals})
 
     @app.get("/metrics")
     def metrics_route() -> Response:

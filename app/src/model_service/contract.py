@@ -212,6 +212,17 @@ V2_OUTPUTS_INVALID = Rule(
         f"{_SCHEMAS}/InferenceRequest/properties/outputs/minItems",
     ),
 )
+# Each output once: a request that lists one many times would make the answer as large as the client
+# wishes, whatever the rows (a 646 KB request asked for gigabytes).
+V2_OUTPUTS_DUPLICATE = Rule(
+    400,
+    "duplicate_outputs",
+    "'outputs' names {name} more than once; ask for each output once",
+    (
+        f"{_SCHEMAS}/InferenceRequest/properties/outputs/uniqueItems",
+        f"{_SCHEMAS}/InferenceRequest/properties/outputs/maxItems",
+    ),
+)
 
 PREDICT_RULES = (
     EMPTY_BODY,
@@ -243,4 +254,5 @@ V2_RULES = (
     V2_BINARY_SIZE,
     V2_NOT_FINITE,
     V2_OUTPUTS_INVALID,
+    V2_OUTPUTS_DUPLICATE,
 )

@@ -147,9 +147,21 @@ def _operational_paths() -> dict[str, Any]:
             "Readiness: 200 once a model is loaded and warmed; 503 before that and while draining", "ready", status, 503
         ),
         "/model": _get(
-            "Metadata of the model being served",
+            "What a client needs to call the model being served",
             "model",
-            _json({"type": "object"}, "metadata.json of the artifact, plus the runtime in use."),
+            _json(
+                {"type": "object", "required": ["name", "version", "features", "classes", "runtime"]},
+                "The model's name, version, features in order, classes and the runtime in use.",
+            ),
+            503,
+        ),
+        "/model/profile": _get(
+            "The served model's training profile (served to the metrics listener's allow-list only)",
+            "model_profile",
+            _json(
+                {"type": "object"},
+                "metadata.json of the artifact (with the training profile), the runtime and the drift signals.",
+            ),
             503,
         ),
         "/metrics": _get(
@@ -230,6 +242,8 @@ def _v2_schemas(features: Sequence[str], max_batch_rows: int) -> dict[str, Any]:
                 "outputs": {
                     "type": "array",
                     "minItems": 1,
+                    "maxItems": len(c.V2_OUTPUTS),
+                    "uniqueItems": True,
                     "items": _ref("RequestOutput"),
                     "description": "Outputs to answer with; probabilities alone when absent.",
                 },

@@ -46,6 +46,8 @@ class JsonErrorTask(ErrorTask):
         else:
             answer = ApiError(error.code, error.reason.lower().replace(" ", "_"), str(error.body))
         body = error_body(answer, getattr(self.request, "path", "") or "")
+        if error.code == 413:
+            self.channel.linger_after_close = True  # type: ignore[attr-defined]
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()
@@ -54,7 +56,57 @@ class JsonErrorTask(ErrorTask):
 
 
 class JsonErrorChannel(HTTPChannel):
+    """A channel that, after refusing a body over the limit, reads and drops what the client still sends.
+
+    Closing a socket with unread data makes the kernel reset the connection, and a client still
+    sending its body then sees the reset instead of the 413 that was sent to it. Like nginx's lingering
+    close, the channel stops writing, and reads and drops at most ``LINGER_BYTES`` for at most
+    ``LINGER_SECONDS`` before it closes; a client that sends more than that gets the reset.
+    """
+
     error_task_class = JsonErrorTask
+    LINGER_BYTES = 64 * 1024 * 1024
+    LINGER_SECONDS = 10.0
+    linger_after_close = False
+    _lingering = False
+    _linger_left = 0
+    _linger_until = 0.0
+
+    def handle_close(self) -> None:
+        if self.linger_after_close and not self._lingering and self.connected:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            else:
+                self._lingering = True
+                self.will_close = False
+                self._linger_left = self.LINGER_BYTES
+                self._linger_until = time.monotonic() + self.LINGER_SECONDS
+                # The server's idle sweep closes the channel if the client stops sending but keeps it open.
+                self.last_activity = time.time() - self.adj.channel_timeout + self.LINGER_SECONDS
+                return
+        super().handle_close()
+
+    def readable(self) -> bool:
+        return True if self._lingering else bool(super().readable())
+
+    def writable(self) -> bool:
+        return bool(self.will_close) if self._lingering else bool(super().writable())
+
+    def handle_read(self) -> None:
+        if not self._lingering:
+            super().handle_read()
+            return
+        try:
+            data = self.socket.recv(self.adj.recv_bytes)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self._linger_left -= len(data)
+        if not data or self._linger_left <= 0 or time.monotonic() > self._linger_until:
+            super().handle_close()
 
 
 class Service:

@@ -107,10 +107,12 @@ def _outputs(request: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
         return (("probabilities", binary_default),)
     if type(asked) is not list or not asked:
         raise c.V2_OUTPUTS_INVALID.error(got=orjson.dumps(asked).decode())
-    outputs = []
+    outputs: list[tuple[str, bool]] = []
     for output in asked:
         if type(output) is not dict or output.get("name") not in c.V2_OUTPUTS:
             raise c.V2_OUTPUTS_INVALID.error(got=orjson.dumps(output).decode())
+        if any(name == output["name"] for name, _ in outputs):
+            raise c.V2_OUTPUTS_DUPLICATE.error(name=output["name"])
         parameters = output.get("parameters")
         binary = parameters.get("binary_data", binary_default) if type(parameters) is dict else binary_default
         outputs.append((output["name"], binary is True))

@@ -42,6 +42,9 @@ INFER_ROUTES = ("/v2/models/<name>/infer", "/v2/models/<name>/versions/<version>
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found", 413: "413 Payload Too Large"}
 _STATUS |= {415: "415 Unsupported Media Type", 422: "422 Unprocessable Content", 500: "500 Internal Server Error"}
 _STATUS |= {503: "503 Service Unavailable"}
+# The methods counted by name; any other is counted as OTHER, so that a client sending random methods
+# cannot grow the number of series (every label value is a series in Prometheus).
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "OPTIONS"})
 
 
 def is_v2(path: str) -> bool:
@@ -189,10 +192,10 @@ class ServiceApp:
         metrics = self._metrics
         metrics.in_flight.dec()
         route = environ.get("model_service.route", "unmatched")
-        key = (route, method, status)
+        key = (route, method if method in COUNTED_METHODS else "OTHER", status)
         counter = self._counters.get(key)
         if counter is None:
-            counter = self._counters[key] = metrics.requests.labels(route=route, method=method, status=str(status))
+            counter = self._counters[key] = metrics.requests.labels(route=key[0], method=key[1], status=str(status))
         counter.inc()
         latency = self._latencies.get(route)
         if latency is None:

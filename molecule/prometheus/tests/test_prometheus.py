@@ -34,6 +34,19 @@ def test_settings_reach_the_command_line_and_the_configuration(host):
     host.run_expect([0], "promtool check config /etc/prometheus/prometheus.yml")
 
 
+def test_every_job_bounds_what_one_scrape_may_bring(host):
+    import yaml
+
+    jobs = yaml.safe_load(api(host, "status/config")["yaml"])["scrape_configs"]
+    jobs += yaml.safe_load(host.file("/root/prometheus-ec2.yml").content_string)["scrape_configs"]
+    assert {job["job_name"] for job in jobs} >= {"prometheus", "model_service", "node"}
+    for job in jobs:
+        assert job["sample_limit"] == 20000, job["job_name"]
+        assert job["label_limit"] == 30, job["job_name"]
+        assert job["label_name_length_limit"] == 128, job["job_name"]
+        assert job["label_value_length_limit"] == 512, job["job_name"]
+
+
 def test_a_new_setting_was_a_reload_not_a_restart(host):
     assert host.check_output("systemctl show -p MainPID --value prometheus") == host.check_output(
         "cat /root/prometheus.pid"
