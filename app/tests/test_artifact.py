@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import xgboost
 from conftest import rewrite_metadata
-from model_service.artifact import load_model, probe_rows, sha256_file, split_thresholds, write_metadata
+from model_service.artifact import load_model, probe_rows, read_metadata, sha256_file, split_thresholds, write_metadata
 from model_service.errors import ArtifactError
 from model_service.runtime import TreeRuntime, XGBoostRuntime
 from model_service.train import TrainOptions, train
@@ -72,6 +73,54 @@ def test_validate_refuses_broken_artifacts(broken_copy, spoil, message: str) -> 
     assert result.returncode == 1
     assert "INVALID" in result.stderr
     assert message.split(":")[0] in result.stderr
+
+
+def _set_metadata(directory: Path, **changes) -> None:
+    """Change metadata.json as written, the checksums of its files kept (unlike rewrite_metadata)."""
+    meta = json.loads((directory / "metadata.json").read_text())
+    extra_files = changes.pop("extra_files", {})
+    meta.update(changes)
+    meta["files"].update(extra_files)
+    (directory / "metadata.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"name": "../x"}, "name '../x' is not a safe name"),
+        ({"name": "."}, "name '.' is not a safe name"),
+        ({"version": "1.0/../../etc"}, "version '1.0/../../etc' is not a safe name"),
+        ({"version": 2}, "version 2 is not a safe name"),
+        ({"extra_files": {"sub/model.ubj": "0" * 64}}, "files lists 'sub/model.ubj', which is not a plain file name"),
+        ({"extra_files": {".env": "0" * 64}}, "files lists '.env', which is not a plain file name"),
+    ],
+)
+def test_validate_refuses_names_that_are_not_plain_path_components(broken_copy, changes, message: str) -> None:
+    broken = broken_copy(lambda d: _set_metadata(d, **changes))
+    with pytest.raises(ArtifactError, match=re.escape(message)):
+        load_model(broken)
+    result = run_cli("validate", str(broken))
+    assert result.returncode == 1
+    assert "INVALID" in result.stderr
+    assert message in result.stderr
+    assert "letters, digits" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        ("demo-classifier", "1.0.0"),
+        ("demo-classifier", "2.0.0"),
+        ("demo-classifier", "2.1.0"),
+        ("demo-classifier", "3.0.0"),
+        ("custom", "1.0.0-rc.1+build.7"),
+        ("Churn_Model.v2", "2026.01.15"),
+    ],
+)
+def test_the_project_s_names_and_versions_are_accepted(broken_copy, name: str, version: str) -> None:
+    artifact = broken_copy(lambda d: rewrite_metadata(d, name=name, version=version))
+    metadata = read_metadata(artifact)
+    assert (metadata["name"], metadata["version"]) == (name, version)
 
 
 def test_validate_refuses_garbage_model_with_matching_checksum(broken_copy) -> None:

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -190,11 +191,71 @@ def test_release_under_load_fails_no_request() -> None:
     assert gate["canary"]["ready"] is True
 
 
+def _renamed_feature_artifact() -> Path:
+    """The release above's model with its last input feature renamed: what clients send would be refused."""
+    from model_service.artifact import write_metadata
+
+    out = WORK / "models" / "renamed"
+    if not out.exists():
+        subprocess.run(["cp", "-r", str(train("v2", "2.0.0")), str(out)], check=True)
+        meta = json.loads((out / "metadata.json").read_text())
+        meta.pop("files")
+        meta["version"] = "2.2.0"
+        meta["features"][-1] = meta["features"][-1] + "_renamed"
+        write_metadata(out, meta)
+    return out
+
+
+def test_release_that_breaks_the_input_contract_is_refused_before_any_host() -> None:
+    before, hosts = served_versions(), app_hosts()
+    failed = playbook(
+        "playbooks/release.yml", "-e", f"model_service_model_src={_renamed_feature_artifact()}", check=False
+    )
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0, output[-3000:]
+    assert "Release stopped: model demo-classifier 2.2.0 changes the contract of the model served now (2.0.0" in output
+    assert "features no longer accepted: feat36; features now required: feat36_renamed" in output
+    assert "-e modelfleet_release_contract_change=true" in output
+    assert "No builder was started" in output
+    assert served_versions() == before
+    assert app_hosts() == hosts
+    assert _left_behind() == ""
+    record = releases()[-1]
+    assert record["result"] == "failed"
+    assert record["detail"].startswith("contract change not declared: features no longer accepted: feat36")
+
+
+def _held_by_a_live(what: str, lease: Path) -> bool:
+    """Whether a running process holds the fleet's lease for ``what`` (a failed run leaves a stale one)."""
+    try:
+        holder = json.loads(lease.read_text())
+        os.kill(int(holder["pid"]), 0)
+    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError):
+        return False
+    return holder["what"] == what
+
+
 def test_much_slower_release_is_rolled_back_by_the_canary_gate() -> None:
     # 6,000 trees of depth 10 instead of 30 of depth 6: the same answers' shape, each one slower.
     slow = train("slow", "2.1.0", "--rows", "3000", "--rounds", "6000", "--max-depth", "10", "--seed", "12")
-    with load("release-slow-canary") as result:
-        failed = playbook("playbooks/release.yml", "-e", f"model_service_model_src={slow}", *GATE, check=False)
+    lease = ROOT / "build" / "state" / "lease.json"
+    with load("release-slow-canary") as result, ThreadPoolExecutor(1) as pool:
+        running = pool.submit(
+            playbook, "playbooks/release.yml", "-e", f"model_service_model_src={slow}", *GATE, check=False
+        )
+        # While it runs, another run that would change the fleet is refused at once, naming the holder.
+        wait_for(lambda: running.done() or _held_by_a_live("release.yml", lease), 300, "the release took the lease")
+        began = time.monotonic()
+        second = playbook("playbooks/rollback.yml", check=False)
+        refused_in = time.monotonic() - began
+        failed = running.result()
+    refusal = second.stdout + second.stderr
+    assert second.returncode != 0, refusal[-3000:]
+    assert "Another run is changing this fleet: release.yml by " in refusal, refusal[-3000:]
+    assert "-e modelfleet_lease_break=true" in refusal
+    print(f"a second run was refused in {refused_in:.1f} s")
+    # The release failed (rolled back) before it could give the lease back: it stays until the next run.
+    assert json.loads(lease.read_text())["what"] == "release.yml"
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0, output[-3000:]
     assert "Release rolled back by the canary gate: rollback: canary" in output
@@ -241,6 +302,9 @@ def test_release_of_an_artifact_that_fails_validation_stops_cleanly() -> None:
         failed = playbook("playbooks/release.yml", "-e", f"model_service_model_src={_broken_artifact()}", check=False)
     assert failed.returncode != 0
     output = failed.stdout + failed.stderr
+    # The lease the rolled-back release left is stale (its process is gone): taken over, with a warning.
+    flat = " ".join(output.split())  # warnings are wrapped to the terminal's width
+    assert re.search(r"a stale lease \(release.yml by .*\) was taken over: its process \d+ on", flat), flat[-3000:]
     assert "Release stopped: the bake of modelfleet/app:1.0.0-" in output
     assert "failed validation" in output
     assert result.failed == 0, result.failures
@@ -308,6 +372,27 @@ def test_rollback_goes_back_to_the_image_served_before() -> None:
     record = releases()
     assert [r["result"] for r in record][-1] == "succeeded"
     assert "failed" in [r["result"] for r in record]
+    last = record[-1]
+    assert last["kind"] == "rollback"
+    assert (last["release"], last["model_version"]) == ("1.0.0", "1.0.0")
+    released = {r["model_version"]: r["image"] for r in record if r["result"] == "succeeded" and r.get("model_version")}
+    assert last["from"] == released["2.0.0"]
+    assert last["image"] == released["1.0.0"]
+    assert last["contract"]["features"][-1] == "feat36"
+
+
+def test_a_second_rollback_does_not_bring_back_what_the_first_undid() -> None:
+    # Served so far: 1.0.0, then 2.0.0, then the rollback left 2.0.0 for 1.0.0. Nothing good was served
+    # before 1.0.0, and 2.0.0 was undone: the second rollback refuses, saying why, and changes nothing.
+    before, hosts = served_versions(), app_hosts()
+    again = playbook("playbooks/rollback.yml", check=False)
+    output = again.stdout + again.stderr
+    assert again.returncode != 0, output[-3000:]
+    assert "no good image was served before modelfleet/app:1.0.0-" in output
+    assert "rolled back or left by a rollback" in output
+    assert "nothing to roll back to" in output
+    assert served_versions() == before
+    assert app_hosts() == hosts
 
 
 @pytest.mark.standalone

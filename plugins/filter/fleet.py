@@ -7,7 +7,6 @@ They are pure functions of their inputs, so the release and scale logic they car
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Any
 
 
@@ -53,25 +52,10 @@ def batches(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def previous_image(records: list[dict[str, Any]] | str) -> str:
-    """From the release record (oldest first; JSON lines or parsed), the image served before the one served now."""
-    if isinstance(records, str):
-        records = [json.loads(line) for line in records.splitlines() if line.strip()]
-    served = [r["image"] for r in records if r.get("result") == "succeeded" and r.get("image")]
-    if not served:
-        raise ValueError("the release record has no successful release")
-    current = served[-1]
-    for image in reversed(served):
-        if image != current:
-            return image
-    raise ValueError(f"no image was served before {current}: nothing to roll back to")
-
-
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "free_addresses": free_addresses,
             "batches": batches,
-            "previous_image": previous_image,
             "fleet_hosts": fleet_hosts,
         }

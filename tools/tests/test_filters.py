@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -28,22 +27,6 @@ def test_batches() -> None:
         fleet.batches([1], 0)
 
 
-def test_previous_image_is_the_last_other_image_served() -> None:
-    records = [
-        {"image": "app:a", "result": "succeeded"},
-        {"image": "app:b", "result": "succeeded"},
-        {"image": "app:c", "result": "failed"},
-        {"image": "app:a", "result": "succeeded"},
-    ]
-    assert fleet.previous_image(records) == "app:b"
-    assert fleet.previous_image(records[:2]) == "app:a"
-    assert fleet.previous_image("\n".join(json.dumps(r) for r in records) + "\n") == "app:b"
-    with pytest.raises(ValueError, match="nothing to roll back to"):
-        fleet.previous_image(records[:1])
-    with pytest.raises(ValueError, match="no successful release"):
-        fleet.previous_image([])
-
-
 def test_fleet_hosts_from_container_labels() -> None:
     containers = [
         {
@@ -64,7 +47,7 @@ def test_fleet_hosts_from_container_labels() -> None:
 
 
 def test_filters_are_registered() -> None:
-    assert set(fleet.FilterModule().filters()) == {"free_addresses", "batches", "previous_image", "fleet_hosts"}
+    assert set(fleet.FilterModule().filters()) == {"free_addresses", "batches", "fleet_hosts"}
 
 
 _MSPEC = importlib.util.spec_from_file_location(

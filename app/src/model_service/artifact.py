@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,11 @@ METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
 EQUIVALENCE_TOLERANCE = 1e-5
 _REQUIRED = ("format_version", "name", "version", "features", "classes", "xgboost_version", "created_at", "files")
+# Name, version and file names end up in paths on the hosts (models/NAME-VERSION-DIGEST/FILE): one path
+# component each, never "." or "..". plugins/modules/model_archive.py (which runs where this package may
+# not be installed) and roles/model_service/vars/main.yml (_model_service_safe_name) hold the same rule.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+SAFE_NAME_RULE = "1 to 64 letters, digits, '.', '_', '+' or '-', starting with a letter or a digit"
 
 
 def sha256_file(path: Path) -> str:
@@ -40,6 +46,20 @@ def write_metadata(directory: Path, metadata: dict[str, Any]) -> None:
     files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != METADATA_FILE)
     metadata = {**metadata, "files": {p.name: sha256_file(p) for p in files}}
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def is_safe_name(value: object) -> bool:
+    return isinstance(value, str) and SAFE_NAME.fullmatch(value) is not None
+
+
+def check_names(metadata: dict[str, Any], path: Path) -> None:
+    """Refuse a name, version or file name that is not one plain path component."""
+    for key in ("name", "version"):
+        if not is_safe_name(metadata[key]):
+            raise ArtifactError(f"{path}: {key} {metadata[key]!r} is not a safe name ({SAFE_NAME_RULE})")
+    for name in metadata["files"]:
+        if not is_safe_name(name):
+            raise ArtifactError(f"{path}: files lists {name!r}, which is not a plain file name ({SAFE_NAME_RULE})")
 
 
 def read_metadata(directory: Path) -> dict[str, Any]:
@@ -70,6 +90,7 @@ def read_metadata(directory: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: classes must list at least two distinct labels")
     if not isinstance(metadata["files"], dict) or MODEL_FILE not in metadata["files"]:
         raise ArtifactError(f"{path}: files must give the sha256 of {MODEL_FILE}")
+    check_names(metadata, path)
     return metadata
 
 

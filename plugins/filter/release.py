@@ -1,0 +1,158 @@
+"""Filters of the modelfleet.fleet collection: what the release record says, for both providers.
+
+The release record holds one entry per attempt, oldest first (``build/state/releases.jsonl`` locally,
+``releases/*.json`` in the model bucket on AWS): ``image``, ``result`` (succeeded, failed, rolled back),
+``kind`` (release or rollback), for a rollback the image it left (``from``), and the served model's
+contract (``contract``: features in order, classes). These pure functions decide from it which image a
+rollback goes to, which image a fleet of mixed images keeps, and whether a new model breaks the
+contract of the one served; they are unit-tested in tools/tests/test_release_filters.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+Record = dict[str, Any]
+
+
+def records_of(records: list[Record] | str | None) -> list[Record]:
+    """The record as a list, from JSON lines or an already parsed list (oldest first)."""
+    if records is None:
+        return []
+    if isinstance(records, str):
+        return [json.loads(line) for line in records.splitlines() if line.strip()]
+    return [record for record in records if isinstance(record, dict)]
+
+
+def _judged(records: list[Record]) -> tuple[list[str], set[str]]:
+    """The images served after a successful change, in order, and the images found bad since.
+
+    An image is bad once a canary gate rolled it back or a rollback left it; a later successful
+    release of the same image (a deliberate re-release) makes it good again.
+    """
+    served: list[str] = []
+    bad: set[str] = set()
+    for record in records:
+        image, result = record.get("image") or "", record.get("result")
+        if record.get("kind") == "rollback":
+            if result == "succeeded" and image:
+                bad.update(left for left in str(record.get("from") or "").split(",") if left)
+                served.append(image)
+        elif result == "succeeded" and image:
+            bad.discard(image)
+            served.append(image)
+        elif result == "rolled back" and image:
+            bad.add(image)
+    return served, bad
+
+
+def rollback_target(records: list[Record] | str | None, serving: list[str] | None = None) -> str:
+    """The image a rollback goes to: the last good image before the one served now.
+
+    ``serving`` are the images the fleet serves now (from the fleet itself, not the record); without it
+    the record's last served image stands for it. A fleet serving two images (a release interrupted
+    half way) goes back to the newest good image among them. Images that a canary rolled back or that a
+    rollback left are never a target, so a second rollback goes further back instead of returning to
+    the release the first one undid.
+    """
+    served, bad = _judged(records_of(records))
+    if not served:
+        raise ValueError("the release record has no successful release: nothing to roll back to")
+    now = [image for image in dict.fromkeys(serving or []) if image]
+    if len(now) > 1:
+        for image in reversed(served):
+            if image in now and image not in bad:
+                return image
+    current = set(now) or {served[-1]}
+    # Before the last time the current image went live: an image served after it is not "back".
+    last = max((i for i, image in enumerate(served) if image in current), default=len(served))
+    for image in reversed(served[:last]):
+        if image not in current and image not in bad:
+            return image
+    left = ", ".join(sorted(current))
+    skipped = sorted(bad - current)
+    why = f" ({', '.join(skipped)} rolled back or left by a rollback)" if skipped else ""
+    raise ValueError(f"no good image was served before {left}{why}: nothing to roll back to")
+
+
+def keep_image(records: list[Record] | str | None, serving: list[str]) -> str:
+    """Of the images a fleet serves now, the one a converge keeps: the newest good one by the record.
+
+    Used when a fleet serves more than one image (a release was interrupted): the record, not the
+    images' names, says which one was released last and not found bad; with no record of any of
+    them, the last by name.
+    """
+    images = sorted({image for image in serving if image})
+    if not images:
+        raise ValueError("the fleet serves no image")
+    served, bad = _judged(records_of(records))
+    for image in reversed(served):
+        if image in images and image not in bad:
+            return image
+    return images[-1]
+
+
+def image_facts(records: list[Record] | str | None, image: str) -> Record:
+    """What the record knows of an image: the release, model version and contract it was shipped with."""
+    for record in reversed(records_of(records)):
+        if record.get("image") == image and record.get("release"):
+            return {
+                "release": record.get("release", ""),
+                "model_version": record.get("model_version", ""),
+                "contract": record.get("contract") or {},
+            }
+    return {"release": "", "model_version": "", "contract": {}}
+
+
+def served_contract(records: list[Record] | str | None, serving: list[str] | None = None) -> Record:
+    """The contract of the model served now, with the image and version it belongs to ({} if unknown)."""
+    parsed = records_of(records)
+    served, _ = _judged(parsed)
+    now = [image for image in dict.fromkeys(serving or []) if image] or served[-1:]
+    for image in now:
+        facts = image_facts(parsed, image)
+        if facts["contract"]:
+            return {"image": image, **facts}
+    return {}
+
+
+def contract_changes(served: Record | None, new: Record | None) -> list[str]:
+    """How a new model's contract differs from the served one's, one sentence each (empty: compatible).
+
+    The contract is what clients send and read: the features, by name and in order (v2 clients send a
+    tensor by position), and the classes. An unknown contract on either side is no change to report.
+    """
+    if not served or not new:
+        return []
+    changes: list[str] = []
+    old_features = [str(f) for f in served.get("features") or []]
+    new_features = [str(f) for f in new.get("features") or []]
+    removed = [f for f in old_features if f not in new_features]
+    added = [f for f in new_features if f not in old_features]
+    if removed:
+        changes.append(f"features no longer accepted: {', '.join(removed)}")
+    if added:
+        changes.append(f"features now required: {', '.join(added)}")
+    if not removed and not added and old_features != new_features:
+        moved = [
+            f"{f} ({old_features.index(f) + 1} -> {i + 1})" for i, f in enumerate(new_features) if old_features[i] != f
+        ]
+        changes.append(f"features in another order (v2 tensors are read by position): {', '.join(moved)}")
+    old_classes = [str(c) for c in served.get("classes") or []]
+    new_classes = [str(c) for c in new.get("classes") or []]
+    if old_classes and new_classes and old_classes != new_classes:
+        changes.append(f"classes were {', '.join(old_classes)}; now {', '.join(new_classes)}")
+    return changes
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "records_of": records_of,
+            "rollback_target": rollback_target,
+            "keep_image": keep_image,
+            "image_facts": image_facts,
+            "served_contract": served_contract,
+            "contract_changes": contract_changes,
+        }

@@ -1,0 +1,122 @@
+"""The release record's decisions: rollback targets, the image a mixed fleet keeps, contract changes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location(
+    "release_filters", Path(__file__).parents[2] / "plugins/filter/release.py"
+)
+assert _SPEC is not None
+assert _SPEC.loader is not None
+release = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(release)
+
+FEATURES = ["f1", "f2", "f3"]
+CONTRACT = {"features": FEATURES, "classes": [1, 2]}
+
+
+def ok(image: str, **extra: object) -> dict[str, object]:
+    return {"image": image, "result": "succeeded", "kind": "release", "release": "r", "model_version": image, **extra}
+
+
+def rollback(image: str, left: str) -> dict[str, object]:
+    return {"image": image, "result": "succeeded", "kind": "rollback", "from": left}
+
+
+def test_a_rollback_goes_to_the_image_served_before() -> None:
+    assert release.rollback_target([ok("a"), ok("b")]) == "a"
+    assert release.rollback_target("\n".join(json.dumps(r) for r in [ok("a"), ok("b")]) + "\n") == "a"
+
+
+def test_a_second_rollback_never_returns_to_the_release_the_first_undid() -> None:
+    records = [ok("z"), ok("a"), ok("b"), rollback("a", left="b")]
+    assert release.rollback_target(records) == "z"
+    with pytest.raises(ValueError, match=r"no good image was served before a \(b rolled back"):
+        release.rollback_target(records[1:])
+
+
+def test_records_without_kind_are_releases_but_a_served_rollback_is_still_found() -> None:
+    # Entries written before rollbacks were marked: the old behaviour, never worse.
+    records = [{"image": "a", "result": "succeeded"}, {"image": "b", "result": "succeeded"}]
+    assert release.rollback_target(records) == "a"
+
+
+def test_canary_rolled_back_and_failed_images_are_never_targets() -> None:
+    records = [ok("a"), ok("b"), {"image": "c", "result": "rolled back"}, {"image": "d", "result": "failed"}]
+    assert release.rollback_target(records) == "a"
+    assert release.rollback_target(records, serving=["b"]) == "a"
+
+
+def test_the_fleet_not_the_record_says_what_is_served() -> None:
+    # The record's last success is b, but the fleet serves a (b's release was undone by hand): back from a.
+    records = [ok("z"), ok("a"), ok("b")]
+    assert release.rollback_target(records, serving=["a"]) == "z"
+
+
+def test_an_interrupted_release_goes_back_to_the_good_image_it_was_leaving() -> None:
+    # b was released after a, then c was interrupted half way with a and c both serving (c has no record).
+    records = [ok("a"), ok("b"), ok("a", kind="rollback", **{"from": "b"})]
+    assert release.rollback_target(records, serving=["a", "c"]) == "a"
+
+
+def test_a_deliberate_re_release_makes_an_image_good_again() -> None:
+    records = [ok("a"), ok("b"), rollback("a", left="b"), ok("b")]
+    assert release.rollback_target(records) == "a"
+
+
+def test_no_record_no_rollback() -> None:
+    with pytest.raises(ValueError, match="no successful release"):
+        release.rollback_target([])
+    with pytest.raises(ValueError, match="nothing to roll back to"):
+        release.rollback_target([ok("a")])
+
+
+def test_a_mixed_fleet_keeps_the_newest_good_image_by_the_record_not_by_name() -> None:
+    records = [ok("app:9"), ok("app:10")]
+    assert release.keep_image(records, ["app:9", "app:10"]) == "app:10"  # by name, 9 sorts last
+    assert release.keep_image([*records, {"image": "app:10", "result": "rolled back"}], ["app:9", "app:10"]) == "app:9"
+    assert release.keep_image([], ["app:1", "app:2"]) == "app:2"
+    with pytest.raises(ValueError, match="serves no image"):
+        release.keep_image(records, [])
+
+
+def test_image_facts_come_from_the_release_that_shipped_it() -> None:
+    records = [ok("a", contract=CONTRACT), rollback("a", left="b")]
+    assert release.image_facts(records, "a") == {"release": "r", "model_version": "a", "contract": CONTRACT}
+    assert release.image_facts(records, "x") == {"release": "", "model_version": "", "contract": {}}
+
+
+def test_served_contract_follows_the_fleet() -> None:
+    other = {"features": ["g1"], "classes": [1]}
+    records = [ok("a", contract=CONTRACT), ok("b", contract=other)]
+    assert release.served_contract(records)["contract"] == other
+    assert release.served_contract(records, serving=["a"])["contract"] == CONTRACT
+    assert release.served_contract([ok("a")]) == {}
+    assert release.served_contract([]) == {}
+
+
+def test_a_renamed_feature_is_a_contract_change() -> None:
+    renamed = {"features": ["f1", "f2", "f3_new"], "classes": [1, 2]}
+    assert release.contract_changes(CONTRACT, renamed) == [
+        "features no longer accepted: f3",
+        "features now required: f3_new",
+    ]
+
+
+def test_order_and_classes_are_the_contract_too() -> None:
+    swapped = {"features": ["f2", "f1", "f3"], "classes": [1, 2, 3]}
+    assert release.contract_changes(CONTRACT, swapped) == [
+        "features in another order (v2 tensors are read by position): f2 (2 -> 1), f1 (1 -> 2)",
+        "classes were 1, 2; now 1, 2, 3",
+    ]
+
+
+def test_the_same_contract_or_an_unknown_one_is_no_change() -> None:
+    assert release.contract_changes(CONTRACT, {"features": list(FEATURES), "classes": ["1", "2"]}) == []
+    assert release.contract_changes({}, CONTRACT) == []
+    assert release.contract_changes(CONTRACT, None) == []
