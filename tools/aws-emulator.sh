@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The AWS API emulator (moto server) for the emulated stack: start | stop | env.
+# The AWS API emulator (moto server, made stricter by tools/strict_moto.py) for the emulated stack: start | stop | env.
 # Listens on MODELFLEET_AWS_ENDPOINT (default http://127.0.0.1:5000), which must be on loopback:
 # nothing here may talk to another address. State and log in build/state/.
 set -euo pipefail
@@ -23,11 +23,14 @@ case ${1:-start} in
       echo "aws-emulator: already running at $endpoint (pid $(cat "$pidfile"))"
       exit 0
     fi
-    nohup "${VENV:-.venv}/bin/moto_server" -H "${host//[\[\]]/}" -p "$port" >"$state/aws-emulator.log" 2>&1 &
+    # moto's server through the project's launcher, stricter where AWS is (tools/strict_moto.py). Absolute
+    # paths: .ci/run finds a left-behind emulator of this clone by them.
+    nohup "$(cd "${VENV:-.venv}" && pwd)/bin/python" "$PWD/tools/strict_moto.py" -H "${host//[\[\]]/}" -p "$port" \
+      >"$state/aws-emulator.log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 100); do
       if (exec 3<>"/dev/tcp/${host//[\[\]]/}/$port") 2>/dev/null; then
-        echo "aws-emulator: moto server at $endpoint (log $state/aws-emulator.log)"
+        echo "aws-emulator: moto server (strict) at $endpoint (log $state/aws-emulator.log)"
         exit 0
       fi
       sleep 0.1

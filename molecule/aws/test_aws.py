@@ -1,4 +1,5 @@
-"""The AWS provider end to end against an AWS API emulator (moto server) on this machine's loopback.
+"""The AWS provider end to end against an AWS API emulator (moto server, made stricter by
+tools/strict_moto.py) on this machine's loopback.
 
 site.yml -i inventories/prod bakes the release's AMI (the builder's host side is a local container, as
 moto runs no instance) and builds the stack; every resource is checked with boto3 describe calls (not
@@ -262,7 +263,10 @@ def emulator() -> Iterator[None]:
         assert s.connect_ex(("127.0.0.1", port)) != 0, f"something already listens on {ENDPOINT}"
     WORK.mkdir(parents=True, exist_ok=True)
     log = (WORK / "moto.log").open("w")
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    # moto's server through the project's launcher (tools/strict_moto.py): a target group on no listener has
+    # unused targets and a new load balancer provisions a few seconds, as on AWS.
+    strict = [str(BIN / "python"), str(ROOT / "tools" / "strict_moto.py")]
+    server = subprocess.Popen([*strict, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
     try:
         for _ in range(100):
             with socket.socket() as s:
@@ -539,7 +543,8 @@ def test_release_promotes_a_healthy_canary(metrics: tuple[str, Behaviour]) -> No
         playbook("playbooks/release.yml", "-e", f"model_service_model_src={OTHER_MODEL}", *canary_args(url))
     [(green, tags)] = releases().items()
     assert green != blue
-    assert watch.states() == [{blue: 100}, {blue: 90, green: 10}, {green: 100}]
+    # Green joins the listener at weight 0 (health-checked, no request) before anything waits for its health.
+    assert watch.states() == [{blue: 100}, {blue: 100, green: 0}, {blue: 90, green: 10}, {green: 100}]
     watch.draw(WORK / "release-promoted.png", "A release promoted by the canary gate", {blue: "blue", green: "green"})
     assert forwards() == {green: 100}
     assert release_resources() == {green}, "blue's group, template and target group are gone"
@@ -572,9 +577,10 @@ def test_release_rolled_back_by_the_gate(metrics: tuple[str, Behaviour]) -> None
         )
     behaviour.failing = set()
     assert result.returncode != 0
-    [blue_share, canary_share, back] = watch.states()
+    [blue_share, attached, canary_share, back] = watch.states()
     assert blue_share == back == {blue: 100}
     [green] = set(canary_share) - {blue}
+    assert attached == {blue: 100, green: 0}
     assert canary_share == {blue: 90, green: 10}
     watch.draw(
         WORK / "release-rolled-back.png",
@@ -606,9 +612,11 @@ def test_interrupted_release_is_finished_by_a_rerun(metrics: tuple[str, Behaviou
     )
     try:
         deadline = time.monotonic() + 600
-        while len(forwards()) < 2 and process.poll() is None and time.monotonic() < deadline:
+        # Past the weight-0 step: the canary takes a share.
+        while len([w for w in forwards().values() if w > 0]) < 2 and process.poll() is None:
+            assert time.monotonic() < deadline, "the release never shifted a share to the canary"
             time.sleep(0.5)
-        assert len(forwards()) == 2, "the release never shifted a share to the canary"
+        assert len([w for w in forwards().values() if w > 0]) == 2, "the release never shifted a share to the canary"
     finally:
         os.killpg(process.pid, 9)
         process.wait()

@@ -324,11 +324,29 @@ def alb_forwards(listeners: list[dict[str, Any]], target_groups: list[dict[str, 
     return []
 
 
+def alb_attach(serving: list[dict[str, Any]], target_group_arn: str) -> list[dict[str, Any]]:
+    """The forward that puts a release's target group on the listener without giving it a request yet.
+
+    ``serving`` as ``alb_forwards`` returns it; the result is ``aws_alb_forward`` (``[{target_group_arn,
+    weight}]``): what is served stays as it is and the new group joins at weight 0, or takes 100 % when
+    nothing is served (the first release). On AWS a target group no listener forwards to has every target
+    ``unused`` (Target.NotInUse) and no health check runs, so a release waits for its targets' health only
+    once its group is on the listener; a weight of 0 (the API takes 0 to 999) still counts as on it.
+    """
+    served = [{"target_group_arn": f["arn"], "weight": int(f["weight"])} for f in serving]
+    if not any(f["weight"] > 0 for f in served):
+        return [{"target_group_arn": target_group_arn, "weight": 100}]
+    if all(f["target_group_arn"] != target_group_arn for f in served):
+        served.append({"target_group_arn": target_group_arn, "weight": 0})
+    return served
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "aws_preflight": aws_preflight,
             "aws_release_name": aws_release_name,
             "alb_forwards": alb_forwards,
+            "alb_attach": alb_attach,
             "is_loopback_url": is_loopback_url,
         }

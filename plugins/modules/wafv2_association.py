@@ -13,6 +13,10 @@ description:
     web ACL; with O(state=absent) removes the resource's association. Asks the resource which ACL it has
     (GetWebACLForResource) instead of listing the ACL's resources, so it works where
     ListResourcesForWebACL does not (community.aws.wafv2_resources relies on it).
+  - >-
+    WAF answers WAFUnavailableEntityException for a resource it cannot see yet (a load balancer still
+    provisioning, a resource created moments ago); the association is retried on that error only, every
+    5 seconds for at most O(unavailable_timeout) seconds. Wait for the load balancer to be active first.
 version_added: "0.4.0"
 author: modelfleet
 options:
@@ -23,6 +27,10 @@ options:
   web_acl_arn:
     description: ARN of the regional web ACL. Required with O(state=present).
     type: str
+  unavailable_timeout:
+    description: Seconds to retry the association while WAF answers WAFUnavailableEntityException (0, once).
+    type: int
+    default: 120
   state:
     description: Whether the resource is protected by O(web_acl_arn).
     type: str
@@ -46,9 +54,15 @@ web_acl_arn:
   description: ARN of the web ACL now associated with the resource (null when none).
   returned: always
   type: str
+retries:
+  description: How many times the association was retried on WAFUnavailableEntityException.
+  returned: always
+  type: int
 """
 
 import contextlib
+import time
+from collections.abc import Callable
 from typing import Any
 
 with contextlib.suppress(ImportError):  # AnsibleAWSModule says what is missing
@@ -66,12 +80,52 @@ def decide(current: str | None, wanted: str | None, state: str) -> tuple[bool, b
     return current is not None, True
 
 
+UNAVAILABLE = "WAFUnavailableEntityException"
+RETRY_EVERY = 5
+
+
+class StillUnavailable(Exception):
+    """WAF kept answering WAFUnavailableEntityException until the timeout."""
+
+
+def associate_retrying(
+    waf: Any,
+    web_acl_arn: str,
+    resource_arn: str,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """AssociateWebACL, retried on WAFUnavailableEntityException only for ``timeout`` seconds; the retries.
+
+    Raises StillUnavailable once the time is up, other errors at once.
+    """
+    deadline = clock() + timeout
+    retries = 0
+    while True:
+        try:
+            waf.associate_web_acl(WebACLArn=web_acl_arn, ResourceArn=resource_arn)
+            return retries
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != UNAVAILABLE:
+                raise
+            if clock() + RETRY_EVERY > deadline:
+                raise StillUnavailable(
+                    f"AWS WAF still answers {UNAVAILABLE} for {resource_arn} after {retries + 1} tries in "
+                    f"{timeout:g} s: it cannot see the resource yet (a load balancer still provisioning?). "
+                    "Wait for it to be active, or raise unavailable_timeout."
+                ) from e
+        retries += 1
+        sleep(RETRY_EVERY)
+
+
 def main() -> None:
     module = AnsibleAWSModule(
         argument_spec={
             "resource_arn": {"type": "str", "required": True},
             "web_acl_arn": {"type": "str"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "unavailable_timeout": {"type": "int", "default": 120},
         },
         required_if=[("state", "present", ["web_acl_arn"])],
         supports_check_mode=True,
@@ -87,7 +141,7 @@ def main() -> None:
     except BotoCoreError as e:
         module.fail_json_aws(e, msg=f"Could not read the web ACL of {resource}")
     disassociate, associate = decide(current, wanted, state)
-    result: dict[str, Any] = {"changed": disassociate or associate, "web_acl_arn": current}
+    result: dict[str, Any] = {"changed": disassociate or associate, "web_acl_arn": current, "retries": 0}
     if module.check_mode:
         result["web_acl_arn"] = wanted if state == "present" else None
         module.exit_json(**result)
@@ -97,8 +151,10 @@ def main() -> None:
             result["web_acl_arn"] = None
         if associate:
             # AssociateWebACL replaces an existing association of the resource.
-            waf.associate_web_acl(WebACLArn=wanted, ResourceArn=resource)
+            result["retries"] = associate_retrying(waf, wanted, resource, module.params["unavailable_timeout"])
             result["web_acl_arn"] = wanted
+    except StillUnavailable as e:
+        module.fail_json(msg=str(e), **result)
     except (BotoCoreError, ClientError) as e:
         module.fail_json_aws(e, msg=f"Could not change the web ACL of {resource}")
     module.exit_json(**result)

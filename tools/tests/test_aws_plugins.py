@@ -318,3 +318,124 @@ def test_alb_forwards_reads_the_weighted_forward_and_skips_the_redirect() -> Non
     ]
     assert aws.alb_forwards([redirect], groups) == []
     assert aws.alb_forwards([], []) == []
+
+
+def test_alb_attach_puts_a_release_on_the_listener_without_a_request() -> None:
+    blue, green, old = (f"arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/{n}/0" for n in ("b", "g", "o"))
+    live = [{"name": "b", "arn": blue, "weight": 100}]
+    # Beside the live release at weight 0: on the listener (health-checked on AWS), no request yet.
+    assert aws.alb_attach(live, green) == [
+        {"target_group_arn": blue, "weight": 100},
+        {"target_group_arn": green, "weight": 0},
+    ]
+    # Nothing served: the first release takes everything.
+    assert aws.alb_attach([], green) == [{"target_group_arn": green, "weight": 100}]
+    # Already on it (a re-run, an interrupted canary): the split is left as it is.
+    canary = [{"name": "b", "arn": blue, "weight": 90}, {"name": "g", "arn": green, "weight": 10}]
+    assert aws.alb_attach(canary, green) == [
+        {"target_group_arn": blue, "weight": 90},
+        {"target_group_arn": green, "weight": 10},
+    ]
+    assert aws.alb_attach([{"name": "g", "arn": green, "weight": 100}], green) == [
+        {"target_group_arn": green, "weight": 100}
+    ]
+    # Another release left at weight 0 stays until the retirement; the new one joins it.
+    assert aws.alb_attach([*live, {"name": "o", "arn": old, "weight": 0}], green)[-1] == {
+        "target_group_arn": green,
+        "weight": 0,
+    }
+
+
+@mock_aws
+def test_a_weight_of_zero_is_a_forward_the_api_and_the_module_keep() -> None:
+    listeners = module("alb_listeners")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"][
+            "SubnetId"
+        ]
+        for i, az in enumerate("ab")
+    ]
+    elb = boto3.client("elbv2", region_name="us-east-1")
+    lb = elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    blue, green = (
+        elb.create_target_group(Name=n, Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]["TargetGroupArn"]
+        for n in ("blue", "green")
+    )
+    attached = [{"Protocol": "HTTP", "Port": 80, "DefaultActions": [forward((blue, 100), (green, 0))]}]
+    elb.create_listener(
+        LoadBalancerArn=lb, **listeners.api_form({**attached[0], "DefaultActions": [forward((blue, 100))]})
+    )
+    current = elb.describe_listeners(LoadBalancerArn=lb)["Listeners"]
+    assert listeners.plan(current, attached, purge=True) == [("modify", 80, attached[0])], "joining at 0 is a change"
+    elb.modify_listener(ListenerArn=current[0]["ListenerArn"], **listeners.api_form(attached[0]))
+    current = elb.describe_listeners(LoadBalancerArn=lb)["Listeners"]
+    groups = current[0]["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+    assert sorted((g["TargetGroupArn"], g["Weight"]) for g in groups) == sorted([(blue, 100), (green, 0)])
+    assert listeners.plan(current, attached, purge=True) == [], "and a re-run leaves it alone"
+    described = [
+        {
+            "port": 80,
+            "default_actions": [
+                {
+                    "type": "forward",
+                    "forward_config": {
+                        "target_groups": [
+                            {"target_group_arn": g["TargetGroupArn"], "weight": g["Weight"]} for g in groups
+                        ]
+                    },
+                }
+            ],
+        }
+    ]
+    names = [
+        {"target_group_arn": blue, "target_group_name": "blue"},
+        {"target_group_arn": green, "target_group_name": "green"},
+    ]
+    assert aws.alb_forwards(described, names) == [
+        {"name": "blue", "arn": blue, "weight": 100},
+        {"name": "green", "arn": green, "weight": 0},
+    ]
+
+
+class _Waf:
+    """A WAF client answering AssociateWebACL with the given error codes, then success."""
+
+    def __init__(self, *codes: str) -> None:
+        self.codes = list(codes)
+        self.calls = 0
+
+    def associate_web_acl(self, **_: str) -> None:
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        if self.codes:
+            code = self.codes.pop(0)
+            raise ClientError({"Error": {"Code": code, "Message": code}}, "AssociateWebACL")
+
+
+def test_waf_association_retries_only_while_the_resource_is_unavailable() -> None:
+    waf = module("wafv2_association")
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    unavailable = "WAFUnavailableEntityException"
+    client = _Waf(unavailable, unavailable)
+    assert waf.associate_retrying(client, "arn:acl", "arn:lb", 60, sleep, lambda: now[0]) == 2
+    assert (client.calls, now[0]) == (3, 10.0)
+    # Bounded: still unavailable after the timeout is a failure that says why.
+    now[0] = 0.0
+    client = _Waf(*[unavailable] * 100)
+    with pytest.raises(waf.StillUnavailable, match="still answers WAFUnavailableEntityException for arn:lb"):
+        waf.associate_retrying(client, "arn:acl", "arn:lb", 30, sleep, lambda: now[0])
+    assert (client.calls, now[0]) == (7, 30.0), "a try every 5 s, none after the timeout"
+    # Any other error at once.
+    from botocore.exceptions import ClientError
+
+    client = _Waf("WAFNonexistentItemException")
+    with pytest.raises(ClientError):
+        waf.associate_retrying(client, "arn:acl", "arn:lb", 60, sleep, lambda: now[0])
+    assert client.calls == 1
