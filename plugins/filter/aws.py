@@ -150,7 +150,8 @@ def aws_preflight(settings: dict[str, Any]) -> list[str]:
     load balancer's region), who may reach what (admin, SSH and builder CIDRs open to a /8's worth of
     public IPv4 addresses at most, a /32's worth of IPv6: ``MAX_PUBLIC``), the subnets, what a production
     environment must keep on, and no secret of the example vault (``secrets``: name -> value). Against an
-    emulator (``emulated``) HTTP and the example vault are allowed.
+    emulator (``emulated``) HTTP and the example vault are allowed. With ``purpose: operate`` (a rollback,
+    a teardown, the lease) only the endpoint is checked: those runs build nothing.
     """
     problems: list[str] = []
     endpoint = str(settings.get("endpoint") or "")
@@ -167,6 +168,10 @@ def aws_preflight(settings: dict[str, Any]) -> list[str]:
         )
     emulated = bool(settings.get("emulated"))
     environment = str(settings.get("environment") or "")
+    # "operate" (rollback, teardown, the lease): what the run talks to is checked, not what a build would
+    # make, so that a stack built before a rule existed can still be rolled back or torn down.
+    if settings.get("purpose") == "operate":
+        return problems
     # Prod serves HTTPS only; against an emulator HTTP stays allowed (the emulated suite builds prod over
     # HTTP, and tests HTTPS with a certificate of the emulator's own).
     if environment == "prod" and not emulated and not settings.get("https"):

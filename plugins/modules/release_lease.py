@@ -73,6 +73,14 @@ taken_over:
   description: Why a stale lease was taken over (empty when none was).
   returned: success
   type: str
+state:
+  description: The state asked for (checked in check mode).
+  returned: success
+  type: str
+location:
+  description: Where the lease is (path, or bucket, key, region and endpoint), for the lease callback.
+  returned: success
+  type: dict
 """
 
 import contextlib
@@ -111,7 +119,9 @@ def pid_alive(pid: int) -> bool:
 def playbook_pid(start: int | None = None) -> int:
     """The ansible-playbook process this module runs under: the outermost ancestor named so.
 
-    Task workers are forks of it and end with their task, so the run is the topmost one.
+    Task workers are forks of it and end with their task, so the run is the topmost one. Only a fallback
+    for runs without the lease callback, which names the run exactly (a wrapper whose command line holds
+    "ansible-playbook" would be taken for the run).
     """
     pid, found = start or os.getpid(), 0
     while pid > 1:
@@ -126,12 +136,42 @@ def playbook_pid(start: int | None = None) -> int:
     return found or os.getppid()
 
 
-def stale_reason(lease: Lease, host: str, now: float, alive: Callable[[int], bool]) -> str:
-    """Why a lease no longer holds ('' while its holder may still be running)."""
+def process_start(pid: int) -> str:
+    """A process' start time in clock ticks since boot (/proc/PID/stat, field 22): a reused pid differs."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def this_run() -> tuple[int, str]:
+    """The run this module serves: MODELFLEET_RUN from the lease callback (pid:start of ansible-playbook),
+    or, without the callback, the outermost ansible-playbook process above this one."""
+    pid, _, start = os.environ.get("MODELFLEET_RUN", "").partition(":")
+    if pid.isdigit():
+        return int(pid), start
+    found = playbook_pid()
+    return found, process_start(found)
+
+
+def run_alive(holder: Lease) -> bool:
+    """Whether the run named by a lease (on this host) is still running: its pid, started when it says."""
+    pid = int(holder.get("pid", 0) or 0)
+    if pid <= 0 or not pid_alive(pid):
+        return False
+    return not holder.get("pid_start") or process_start(pid) == holder["pid_start"]
+
+
+def stale_reason(lease: Lease, host: str, now: float, alive: Callable[[Lease], bool]) -> str:
+    """Why a lease no longer holds ('' while its holder may still be running).
+
+    A holder on this host holds while its process runs, however long; a holder on another host, whose
+    process cannot be seen from here, until the lease expires.
+    """
+    if lease.get("host") == host:
+        return "" if alive(lease) else f"its process {lease.get('pid')} on {host} is gone"
     if float(lease.get("expires", 0)) <= now:
         return f"it expired at {iso(float(lease.get('expires', 0)))}"
-    if lease.get("host") == host and not alive(int(lease.get("pid", 0))):
-        return f"its process {lease.get('pid')} on {host} is gone"
     return ""
 
 
@@ -143,11 +183,13 @@ def describe(lease: Lease) -> str:
     )
 
 
-def decide(current: Lease | None, me: Lease, now: float, alive: Callable[[int], bool], force: bool) -> tuple[str, str]:
+def decide(
+    current: Lease | None, me: Lease, now: float, alive: Callable[[Lease], bool], force: bool
+) -> tuple[str, str]:
     """What to do about the lease: ('take' | 'keep' | 'take_over' | 'refuse', why)."""
     if current is None:
         return "take", ""
-    if current.get("host") == me["host"] and current.get("pid") == me["pid"]:
+    if same_run(current, me):
         return "keep", ""
     reason = stale_reason(current, me["host"], now, alive)
     if reason:
@@ -248,12 +290,21 @@ class S3Store:
         self.client.delete_object(Bucket=self.bucket, Key=self.key)
 
 
-def acquire(store: Store, me: Lease, now: float, alive: Callable[[int], bool], force: bool) -> tuple[bool, str, str]:
-    """Take the lease: (changed, taken_over, refusal); a refusal leaves the holder's lease as it was."""
+def same_run(a: Lease, b: Lease) -> bool:
+    return all(a.get(key) == b.get(key) for key in ("host", "pid", "pid_start"))
+
+
+def acquire(store: Store, me: Lease, now: float, alive: Callable[[Lease], bool], force: bool) -> tuple[bool, str, str]:
+    """Take the lease: (changed, taken_over, refusal); a refusal leaves the holder's lease as it was.
+
+    The same run asking again renews it (a later expiry, the first start kept).
+    """
     for _ in range(5):  # another run may write between our read and our conditional write
         current, version = store.read()
         action, why = decide(current, me, now, alive, force)
         if action == "keep":
+            assert current is not None
+            store.replace({**me, "started": current.get("started", me["started"])}, version)
             return False, "", ""
         if action == "refuse":
             return False, "", why
@@ -266,7 +317,7 @@ def acquire(store: Store, me: Lease, now: float, alive: Callable[[int], bool], f
 def give_back(store: Store, me: Lease) -> bool:
     """Give the lease back if this run holds it (never another run's)."""
     current, _ = store.read()
-    if current is not None and current.get("host") == me["host"] and current.get("pid") == me["pid"]:
+    if current is not None and same_run(current, me):
         store.delete()
         return True
     return False
@@ -291,35 +342,56 @@ def main() -> None:
     p = module.params
     now = time.time()
     host = socket.gethostname()
+    pid, pid_start = this_run()
     me: Lease = {
         "owner": p["owner"] or f"{getpass.getuser()}@{host}",
         "host": host,
-        "pid": playbook_pid(),
+        "pid": pid,
+        "pid_start": pid_start,
         "what": p["what"],
         "started": now,
         "expires": now + p["ttl"],
     }
+    # Where the lease is, for the lease callback, which gives it back if the run ends before its last play.
+    location: dict[str, Any] = (
+        {"path": p["path"]}
+        if p["path"]
+        else {
+            "bucket": p["bucket"],
+            "key": p["key"],
+            "region": module.region,
+            "endpoint_url": p.get("endpoint_url") or "",
+        }
+    )
     store: Store = FileStore(p["path"]) if p["path"] else S3Store(module.client("s3"), p["bucket"], p["key"])
+    done = {"lease": me, "state": p["state"], "location": location}
     try:
         if module.check_mode:
             current, _ = store.read()
-            action, why = decide(current, me, now, pid_alive, p["break_lease"])
+            action, why = decide(current, me, now, run_alive, p["break_lease"])
             if p["state"] == "acquired" and action == "refuse":
                 module.fail_json(msg=why)
-            module.exit_json(changed=action in ("take", "take_over"), lease=me, taken_over=why)
+            module.exit_json(changed=action in ("take", "take_over"), taken_over=why, **{**done, "state": "checked"})
         if p["state"] == "released":
-            module.exit_json(changed=give_back(store, me), lease=me, taken_over="")
-        changed, taken_over, refusal = acquire(store, me, now, pid_alive, p["break_lease"])
+            module.exit_json(changed=give_back(store, me), taken_over="", **done)
+        changed, taken_over, refusal = acquire(store, me, now, run_alive, p["break_lease"])
     except ClientError as error:
         if S3Store._code(error) == "NoSuchBucket":
             # No model bucket: no fleet was ever built here, and the first site.yml creates the bucket.
-            module.exit_json(changed=False, lease={}, taken_over="", msg="no model bucket yet: no fleet to hold")
+            module.exit_json(
+                changed=False,
+                lease={},
+                state=p["state"],
+                location={},
+                taken_over="",
+                msg="no model bucket yet: no fleet to hold",
+            )
         module.fail_json_aws(error, msg="the lease object could not be read or written")
     if refusal:
         module.fail_json(msg=refusal, holder=store.read()[0])
     if taken_over:
         module.warn(taken_over)
-    module.exit_json(changed=changed, lease=me, taken_over=taken_over)
+    module.exit_json(changed=changed, taken_over=taken_over, **done)
 
 
 if __name__ == "__main__":

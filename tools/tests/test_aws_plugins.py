@@ -439,3 +439,12 @@ def test_waf_association_retries_only_while_the_resource_is_unavailable() -> Non
     with pytest.raises(ClientError):
         waf.associate_retrying(client, "arn:acl", "arn:lb", 60, sleep, lambda: now[0])
     assert client.calls == 1
+
+
+def test_operating_an_existing_stack_checks_only_where_the_calls_go() -> None:
+    # A prod stack built over HTTP before the HTTPS rule can still be rolled back and torn down.
+    old = {**SAFE, "https": False, "certificate_arn": "", "admin_cidrs": ["0.0.0.0/0"]}
+    assert aws.aws_preflight(old)
+    assert aws.aws_preflight({**old, "purpose": "operate"}) == []
+    wrong_place = {**old, "purpose": "operate", "endpoint": "http://203.0.113.5:5000"}
+    assert any("not on this machine's loopback" in p for p in aws.aws_preflight(wrong_place))

@@ -30,12 +30,13 @@ lease = _module()
 NOW = 1_800_000_000.0
 
 
-def run(pid: int, host: str = "ctl", what: str = "release.yml", ttl: int = 3600) -> dict[str, Any]:
-    return {"owner": "ops@ctl", "host": host, "pid": pid, "what": what, "started": NOW, "expires": NOW + ttl}
+def run(pid: int, host: str = "ctl", what: str = "release.yml", ttl: int = 3600, start: str = "1") -> dict[str, Any]:
+    lease_ = {"owner": "ops@ctl", "host": host, "pid": pid, "pid_start": start, "what": what}
+    return {**lease_, "started": NOW, "expires": NOW + ttl}
 
 
 def alive(*pids: int):
-    return lambda pid: pid in pids
+    return lambda holder: holder["pid"] in pids
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -60,9 +61,20 @@ def test_a_second_run_is_refused_naming_the_holder(store) -> None:
     assert store.read()[0]["pid"] == 100, "the holder's lease is untouched"
 
 
-def test_the_same_run_may_ask_again(store) -> None:
+def test_the_same_run_may_ask_again_and_renews_it(store) -> None:
     lease.acquire(store, run(100), NOW, alive(100), False)
-    assert lease.acquire(store, run(100, what="bake.yml"), NOW + 1, alive(100), False) == (False, "", "")
+    later = {**run(100), "started": NOW + 600, "expires": NOW + 4200}
+    assert lease.acquire(store, later, NOW + 600, alive(100), False) == (False, "", "")
+    held = store.read()[0]
+    assert (held["started"], held["expires"]) == (NOW, NOW + 4200)
+
+
+def test_a_live_holder_on_this_host_holds_past_its_expiry_and_a_reused_pid_is_not_it(store) -> None:
+    lease.acquire(store, run(100, ttl=10), NOW, alive(100), False)
+    assert lease.acquire(store, run(200), NOW + 60, alive(100, 200), False)[2].startswith("Another run")
+    # The same pid, started at another time, is another process: the holder is gone.
+    assert lease.run_alive({"pid": os.getpid(), "pid_start": "0"}) is False
+    assert lease.run_alive({"pid": os.getpid(), "pid_start": lease.process_start(os.getpid())}) is True
 
 
 def test_a_lease_whose_process_is_gone_is_taken_over(store) -> None:
@@ -94,8 +106,7 @@ def test_only_the_holder_gives_the_lease_back(store) -> None:
     assert lease.give_back(store, run(100)) is False
 
 
-def test_a_write_between_read_and_take_is_not_overwritten(tmp_path) -> None:
-    store = lease.FileStore(str(tmp_path / "lease.json"))
+def test_a_write_between_read_and_take_is_not_overwritten(store) -> None:
     store.create(run(100))
     _, version = store.read()
     store.replace(run(300), version)  # someone else took it over first
@@ -104,7 +115,7 @@ def test_a_write_between_read_and_take_is_not_overwritten(tmp_path) -> None:
 
 
 def test_the_run_is_the_outermost_ansible_playbook_process(tmp_path) -> None:
-    # A fake ansible-playbook whose child asks: the answer is the outer process, not the child.
+    # Without the lease callback: a fake ansible-playbook whose child asks gets the outer process.
     script = tmp_path / "ansible-playbook"
     code = "import subprocess, sys; subprocess.run([sys.executable, '-c', sys.argv[1]])"
     script.write_text(f"#!{sys.executable}\n{code}\n")
@@ -114,6 +125,27 @@ def test_the_run_is_the_outermost_ansible_playbook_process(tmp_path) -> None:
         f"s = importlib.util.spec_from_file_location('l', {str(ROOT / 'plugins/modules/release_lease.py')!r}); "
         "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); print(m.playbook_pid(), os.getppid())"
     )
-    proc = subprocess.run([str(script), probe], capture_output=True, text=True, check=True, env=os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "MODELFLEET_RUN"}
+    proc = subprocess.run([str(script), probe], capture_output=True, text=True, check=True, env=env)
     found, parent = proc.stdout.split()
     assert found == parent
+
+
+def test_the_callback_names_the_run_and_gives_back_only_its_own_lease(tmp_path, monkeypatch) -> None:
+    spec = importlib.util.spec_from_file_location("lease_callback", ROOT / "plugins/callback/lease.py")
+    assert spec is not None
+    assert spec.loader is not None
+    callback = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(callback)
+    monkeypatch.delenv("MODELFLEET_RUN", raising=False)
+    callback.CallbackModule()
+    assert os.environ["MODELFLEET_RUN"] == f"{os.getpid()}:{lease.process_start(os.getpid())}"
+    assert lease.this_run() == (os.getpid(), lease.process_start(os.getpid()))
+    path = tmp_path / "lease.json"
+    store = lease.FileStore(str(path))
+    mine, other = run(100), run(200)
+    store.create(mine)
+    assert callback.give_back(other, {"path": str(path)}) is False
+    assert path.exists()
+    assert callback.give_back(mine, {"path": str(path)}) is True
+    assert not path.exists()
