@@ -204,18 +204,60 @@ def test_a_client_still_sending_an_oversized_body_reads_the_413(live, artifact) 
             status, body = _read_response(sock)
         assert status == 413
         assert json.loads(body)["error"] == "payload_too_large"
-    # Past the bound it stops reading: a client sending without end is cut off, not read forever.
-    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
-        sock.sendall(_request_bytes(b"")[:-4].replace(b"Content-Length: 0", b"Content-Length: 999999999") + b"\r\n\r\n")
+    # Past the bound it stops reading: a client sending without end is cut off, not read forever, and it
+    # still reads the 413 that was sent before the cut-off.
+    limit = 128 * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", service.port), timeout=15) as sock:
+        sock.sendall(_oversized_head(999_999_999))
         sent = 0
         try:
-            while sent < 128 * 1024 * 1024:
+            while sent < limit:
                 sock.sendall(b"x" * 65536)
                 sent += 65536
         except (ConnectionResetError, BrokenPipeError):
             pass
-        assert sent < 128 * 1024 * 1024, "the service read 128 MiB of a refused body"
+        status, body = _read_response(sock)
+    assert status == 413
+    assert json.loads(body)["error"] == "payload_too_large"
+    # What was sent is what the service read and dropped (LINGER_BYTES) plus what the kernel buffers held.
+    assert 32 * 1024 * 1024 < sent < limit, f"the service took {sent} bytes of a refused body"
     assert requests.get(service.url + "/ready", timeout=5).status_code == 200
+
+
+def _oversized_head(declared: int) -> bytes:
+    return _request_bytes(b"").replace(b"Content-Length: 0", f"Content-Length: {declared}".encode())
+
+
+def _open_lingering(port: int) -> socket.socket:
+    """A connection that sent an oversized request's headers and a little of its body, read the 413, then
+    went silent without closing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(_oversized_head(999_999_999) + b"x" * 4096)
+    status, _ = _read_response(sock)
+    assert status == 413
+    return sock
+
+
+def test_a_silent_client_after_a_413_is_closed_and_does_not_hold_up_sigterm(live, artifact) -> None:
+    from model_service.server import JsonErrorChannel
+
+    linger = JsonErrorChannel.LINGER_SECONDS
+    service = live(artifact, max_body_bytes="2000")
+    with _open_lingering(service.port) as sock:
+        time.sleep(linger + 2)
+        # The service has closed its end: a byte sent now is answered with a reset, and the next send fails.
+        # (Had it still been lingering, it would read the byte and close cleanly: the next send goes out.)
+        sock.sendall(b"x")
+        time.sleep(0.5)
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            sock.sendall(b"x")
+    # A SIGTERM while a connection lingers stops the service at once: the lingering client is not in flight.
+    with _open_lingering(service.port):
+        time.sleep(0.3)
+        started = time.monotonic()
+        service.signal(signal.SIGTERM)
+        assert service.proc.wait(10) == 0
+        assert time.monotonic() - started < 5
 
 
 def test_model_info_shows_only_the_served_version_after_reload(live, current, artifact_v2, tmp_path) -> None:

@@ -24,6 +24,10 @@ description:
     Files are written with mode 0644 into a temporary directory beside O(dest) that is then renamed into
     place. When O(dest) already holds exactly these files with the same bytes nothing is written
     (C(changed=false)); a O(dest) with other content is replaced.
+  - >-
+    The check of O(dest) and the unpack and rename hold an exclusive lock (flock(2)) on a file
+    C(.<name>.lock) beside O(dest), so that runs unpacking into the same O(dest) at once (CI lanes sharing
+    a cache) take turns: the later one finds O(dest) already holding the archive (C(changed=false)).
   - The same name rules as the app's (app/src/model_service/artifact.py, C(SAFE_NAME)).
 version_added: "0.7.0"
 author: modelfleet
@@ -86,6 +90,7 @@ dest:
 """
 
 import contextlib
+import fcntl
 import gzip
 import hashlib
 import json
@@ -295,17 +300,31 @@ def holds(dest: Path, plan: Plan) -> bool:
     """Whether `dest` is a directory holding exactly the plan's files, as regular files with the same bytes."""
     if dest.is_symlink() or not dest.is_dir():
         return False
-    entries = sorted(os.listdir(dest))
-    if entries != sorted(plan.sums):
-        return False
-    for name in entries:
-        path = dest / name
-        if not stat.S_ISREG(path.lstat().st_mode):
+    try:
+        entries = sorted(os.listdir(dest))
+        if entries != sorted(plan.sums):
             return False
-        with path.open("rb") as handle:
-            if sha256_of(handle) != plan.sums[name]:
+        for name in entries:
+            path = dest / name
+            if not stat.S_ISREG(path.lstat().st_mode):
                 return False
+            with path.open("rb") as handle:
+                if sha256_of(handle) != plan.sums[name]:
+                    return False
+    except FileNotFoundError:  # replaced meanwhile by another run (see locked)
+        return False
     return True
+
+
+@contextlib.contextmanager
+def locked(dest: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a file beside `dest`: runs unpacking into the same `dest` take turns."""
+    fd = os.open(dest.parent / f".{dest.name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def extract(handle: IO[bytes], plan: Plan, directory: Path, max_bytes: int, max_members: int) -> None:
@@ -368,14 +387,17 @@ def unpack(
         if check_mode:
             return True, plan
         dest.parent.mkdir(parents=True, exist_ok=True)
-        temporary = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new.", dir=dest.parent))
-        try:
-            with readable():
-                extract(handle, plan, temporary, max_bytes, max_members)
-            os.chmod(temporary, 0o755)
-            install(temporary, dest)
-        finally:
-            shutil.rmtree(temporary, ignore_errors=True)
+        with locked(dest):
+            if holds(dest, plan):  # another run unpacked it while this one waited
+                return False, plan
+            temporary = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new.", dir=dest.parent))
+            try:
+                with readable():
+                    extract(handle, plan, temporary, max_bytes, max_members)
+                os.chmod(temporary, 0o755)
+                install(temporary, dest)
+            finally:
+                shutil.rmtree(temporary, ignore_errors=True)
     return True, plan
 
 

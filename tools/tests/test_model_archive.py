@@ -3,13 +3,16 @@ once, and every hostile or broken one is refused with the entry and the reason, 
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
 import hashlib
 import importlib.util
 import io
 import json
+import shutil
 import sys
 import tarfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,6 +84,11 @@ def dest(tmp_path: Path) -> Path:
     return tmp_path / "cache" / "demo-v1-0123456789ab"
 
 
+def lock_of(dest: Path) -> str:
+    """The lock file that unpack leaves beside dest (runs into the same dest take turns on it)."""
+    return f".{dest.name}.lock"
+
+
 def test_a_good_archive_is_unpacked_once(tmp_path: Path, dest: Path) -> None:
     src = archive(tmp_path / "demo.tar.gz", good_entries())
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
@@ -93,7 +101,7 @@ def test_a_good_archive_is_unpacked_once(tmp_path: Path, dest: Path) -> None:
     assert (dest / "model.ubj").read_bytes() == MODEL
     assert (dest / "model.ubj").stat().st_mode & 0o777 == 0o644
     assert dest.stat().st_mode & 0o777 == 0o755
-    assert sorted(p.name for p in dest.parent.iterdir()) == [dest.name]  # no temporary left
+    assert sorted(p.name for p in dest.parent.iterdir()) == [lock_of(dest), dest.name]  # no temporary left
 
     mtime = (dest / "model.ubj").stat().st_mtime_ns
     assert unpack(src, dest, sha256=digest)[0] is False
@@ -115,7 +123,36 @@ def test_a_dest_with_other_content_is_replaced(tmp_path: Path, dest: Path) -> No
     assert unpack(src, dest)[0]
     assert sorted(p.name for p in dest.iterdir()) == ["metadata.json", "model.ubj"]
     assert not (dest / "model.ubj").is_symlink()
-    assert sorted(p.name for p in dest.parent.iterdir()) == [dest.name]
+    assert sorted(p.name for p in dest.parent.iterdir()) == [lock_of(dest), dest.name]
+
+
+def _unpack_after(start: threading.Barrier, src: Path, dest: Path) -> bool:
+    start.wait()
+    return unpack(src, dest)[0]
+
+
+@pytest.mark.parametrize("before", ["no-dest", "other-content"])
+def test_runs_unpacking_into_the_same_dest_at_once_take_turns(tmp_path: Path, dest: Path, before: str) -> None:
+    # Two CI lanes sharing a cache: every run succeeds, exactly one writes, dest ends up right.
+    big = bytes(range(256)) * 8192  # 2 MiB: unpacking takes long enough for the runs to overlap
+    meta = metadata(files={"model.ubj": hashlib.sha256(big).hexdigest()})
+    entries = [directory("demo-v1/"), regular("demo-v1/metadata.json", json.dumps(meta).encode())]
+    src = archive(tmp_path / "demo.tar.gz", [*entries, regular("demo-v1/model.ubj", big)])
+    runs = 4
+    for _ in range(5):
+        shutil.rmtree(dest.parent, ignore_errors=True)
+        if before == "other-content":
+            dest.mkdir(parents=True)
+            (dest / "stale").write_text("left by an older unpack")
+        start = threading.Barrier(runs)
+        with concurrent.futures.ThreadPoolExecutor(runs) as pool:
+            changed = [
+                future.result() for future in [pool.submit(_unpack_after, start, src, dest) for _ in range(runs)]
+            ]
+        assert sorted(changed) == [False] * (runs - 1) + [True]
+        assert sorted(p.name for p in dest.iterdir()) == ["metadata.json", "model.ubj"]
+        assert (dest / "model.ubj").read_bytes() == big
+        assert sorted(p.name for p in dest.parent.iterdir()) == [lock_of(dest), dest.name]
 
 
 def test_check_mode_writes_nothing(tmp_path: Path, dest: Path) -> None:
@@ -223,7 +260,8 @@ def test_a_hostile_archive_is_refused_and_nothing_is_written(
         unpack(src, dest, max_bytes=1 << 20)
     assert message in str(refused.value)
     assert snapshot(dest) == before
-    assert snapshot(dest.parent).keys() == ({dest.name} if unpacked_before else set())  # no temporary left
+    # No temporary left (the lock file stays from the earlier unpack).
+    assert snapshot(dest.parent).keys() == ({lock_of(dest), dest.name} if unpacked_before else set())
 
 
 def test_a_sha256_mismatch_is_refused(tmp_path: Path, dest: Path) -> None:

@@ -61,7 +61,10 @@ class JsonErrorChannel(HTTPChannel):
     Closing a socket with unread data makes the kernel reset the connection, and a client still
     sending its body then sees the reset instead of the 413 that was sent to it. Like nginx's lingering
     close, the channel stops writing, and reads and drops at most ``LINGER_BYTES`` for at most
-    ``LINGER_SECONDS`` before it closes; a client that sends more than that gets the reset.
+    ``LINGER_SECONDS`` before it closes; a client that sends more than that gets the reset, and one that
+    stops sending but keeps the connection open is closed when ``LINGER_SECONDS`` have passed (checked
+    on every turn of the event loop). A lingering channel has no request in flight: the SIGTERM drain
+    does not wait for it.
     """
 
     error_task_class = JsonErrorTask
@@ -81,6 +84,9 @@ class JsonErrorChannel(HTTPChannel):
             else:
                 self._lingering = True
                 self.will_close = False
+                # What followed the refused request's headers may have been parsed as the start of another
+                # request: it is dropped, and the channel is not busy with it.
+                self.request = None
                 self._linger_left = self.LINGER_BYTES
                 self._linger_until = time.monotonic() + self.LINGER_SECONDS
                 # The server's idle sweep closes the channel if the client stops sending but keeps it open.
@@ -88,11 +94,24 @@ class JsonErrorChannel(HTTPChannel):
                 return
         super().handle_close()
 
+    @property
+    def lingering(self) -> bool:
+        return self._lingering
+
     def readable(self) -> bool:
-        return True if self._lingering else bool(super().readable())
+        if not self._lingering:
+            return bool(super().readable())
+        if not self.connected:
+            return False
+        if time.monotonic() > self._linger_until:
+            super().handle_close()
+            return False
+        return True
 
     def writable(self) -> bool:
-        return bool(self.will_close) if self._lingering else bool(super().writable())
+        if not self._lingering:
+            return bool(super().writable())
+        return bool(self.will_close) and bool(self.connected)
 
     def handle_read(self) -> None:
         if not self._lingering:
@@ -201,11 +220,15 @@ class Service:
 
     def _busy_channels(self) -> bool:
         # A request still arriving (``request``), waiting or running (``requests``), or an answer
-        # still being sent (``total_outbufs_len``) is in flight; an idle keep-alive connection is not.
+        # still being sent (``total_outbufs_len``) is in flight; an idle keep-alive connection is not, nor
+        # is a connection lingering after a 413 (its answer was sent, only the client's rest is dropped).
         return any(
-            getattr(ch, "request", None) is not None
-            or getattr(ch, "requests", None)
-            or getattr(ch, "total_outbufs_len", 0)
+            not getattr(ch, "lingering", False)
+            and (
+                getattr(ch, "request", None) is not None
+                or getattr(ch, "requests", None)
+                or getattr(ch, "total_outbufs_len", 0)
+            )
             for ch in list(self.server._map.values())
         )
 
