@@ -196,9 +196,8 @@ def forward(*weights: tuple[str, int]) -> dict[str, Any]:
     return {"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}
 
 
-@mock_aws
-def test_listener_weights_are_compared_with_what_the_api_reports() -> None:
-    listeners = module("alb_listeners")
+def _load_balancer_with_blue_and_green() -> tuple[Any, str, str, str]:
+    """An ALB in two subnets and two target groups (inside mock_aws): the ELBv2 client and their ARNs."""
     ec2 = boto3.client("ec2", region_name="us-east-1")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = [
@@ -213,6 +212,13 @@ def test_listener_weights_are_compared_with_what_the_api_reports() -> None:
         elb.create_target_group(Name=n, Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]["TargetGroupArn"]
         for n in ("blue", "green")
     )
+    return elb, lb, blue, green
+
+
+@mock_aws
+def test_listener_weights_are_compared_with_what_the_api_reports() -> None:
+    listeners = module("alb_listeners")
+    elb, lb, blue, green = _load_balancer_with_blue_and_green()
     wanted = [{"Protocol": "HTTP", "Port": 80, "DefaultActions": [forward((blue, 90), (green, 10))]}]
     assert listeners.plan([], wanted, purge=True) == [("create", 80, wanted[0])]
     elb.create_listener(LoadBalancerArn=lb, **listeners.api_form(wanted[0]))
@@ -349,20 +355,7 @@ def test_alb_attach_puts_a_release_on_the_listener_without_a_request() -> None:
 @mock_aws
 def test_a_weight_of_zero_is_a_forward_the_api_and_the_module_keep() -> None:
     listeners = module("alb_listeners")
-    ec2 = boto3.client("ec2", region_name="us-east-1")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"][
-            "SubnetId"
-        ]
-        for i, az in enumerate("ab")
-    ]
-    elb = boto3.client("elbv2", region_name="us-east-1")
-    lb = elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
-    blue, green = (
-        elb.create_target_group(Name=n, Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]["TargetGroupArn"]
-        for n in ("blue", "green")
-    )
+    elb, lb, blue, green = _load_balancer_with_blue_and_green()
     attached = [{"Protocol": "HTTP", "Port": 80, "DefaultActions": [forward((blue, 100), (green, 0))]}]
     elb.create_listener(
         LoadBalancerArn=lb, **listeners.api_form({**attached[0], "DefaultActions": [forward((blue, 100))]})
