@@ -134,7 +134,8 @@ bench: venv ## Serving benchmark: the service, the HTTP ceiling and MLServer sid
 teardown: venv ## Remove every container, network, volume and image of the local fleet
 	@$(TIMED) teardown ansible-playbook -i $(INVENTORY) playbooks/teardown.yml
 
-clean: teardown ## Same as teardown
+clean: ## Remove what builds and tests left in build/ (caches, test outputs); the fleet and its state stay
+	@rm -rf build/wheelhouse build/molecule build/fleet-test build/aws-test build/ci build/bench-venv
 
 # The production inventory against moto server on loopback, with fake credentials: nothing reaches AWS.
 AWS_EMULATOR_ENV = eval "$$(tools/aws-emulator.sh env)" && export ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/molecule/shared/example-vault-password
@@ -147,5 +148,5 @@ aws-emulated: setup ## The AWS stack on an emulator (MODELFLEET_AWS_ENDPOINT, de
 
 aws-emulated-down: venv ## Tear the emulated AWS stack down and stop the emulator
 	@$(AWS_EMULATOR_ENV) && $(TIMED) aws-teardown ansible-playbook -i inventories/prod playbooks/teardown.yml \
-	  -e modelfleet_teardown_artifacts=true
+	  -e modelfleet_teardown_artifacts=true -e modelfleet_teardown_confirm=prod
 	@tools/aws-emulator.sh stop

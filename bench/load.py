@@ -1,14 +1,19 @@
 """Prediction load against the local fleet, counted request by request: what a release looks like to clients.
 
     python bench/load.py [--url http://127.0.0.1:8080] [--rate 100 | --concurrency 8]
+                         [--clients both|new|keep-alive] [--keepalive-connections 4]
                          [--seconds 30] [--requests 5000] [--csv load.csv] [--png load.png]
 
 Open loop at ``--rate`` requests per second (or closed loop with ``--concurrency`` connections when
 ``--rate 0``), bounded by ``--seconds`` and ``--requests``, whichever comes first; it stops by itself.
-Only loopback targets are accepted. Every request is a single-row POST /predict on a new connection
-(so that a load balancer's graceful reload is not mistaken for a failure of the service). It reports
-the total, the failures by cause (HTTP status, connection error, timeout), p50/p99 latency, and which
-model version answered, per second; ``--csv`` writes that series and ``--png`` draws it.
+Only loopback targets are accepted. Every request is a single-row POST /predict, sent by one of two
+kinds of client: one that opens a new connection per request, and one that keeps a few connections
+alive and sends request after request on them, the way every HTTP library does (like urllib3, it opens
+a new connection when the server has closed an idle one before the request is sent; a connection
+closed under a request already sent is a failed request). ``--clients both`` (the default) splits the
+rate evenly between them. It reports the total, the failures by cause (HTTP status, connection error,
+timeout) and kind of client, p50/p99 latency, and which model version answered, per second; ``--csv``
+writes that series and ``--png`` draws it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import csv
 import http.client
 import ipaddress
 import json
+import select
 import socket
 import statistics
 import sys
@@ -30,6 +36,9 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "build" / "models" / "demo-classifier"
+NEW = "new connection"
+KEEP_ALIVE = "keep-alive"
+CLIENTS = {"both": (NEW, KEEP_ALIVE), "new": (NEW,), "keep-alive": (KEEP_ALIVE,)}
 
 
 @dataclass
@@ -38,12 +47,14 @@ class Sample:
     latency: float
     outcome: str  # "ok", "http 502", "connection error", "timeout", ...
     version: str
+    client: str = NEW  # NEW or KEEP_ALIVE
 
 
 @dataclass
 class LoadResult:
     samples: list[Sample] = field(default_factory=list)
     seconds: float = 0.0
+    began_at: float = 0.0  # wall-clock time (epoch seconds) of the start: samples' ``started`` count from it
 
     @property
     def total(self) -> int:
@@ -56,6 +67,14 @@ class LoadResult:
     @property
     def failed(self) -> int:
         return sum(self.failures.values())
+
+    def by_client(self) -> dict[str, tuple[int, int]]:
+        """Requests and failed requests per kind of client."""
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for sample in self.samples:
+            counts[sample.client][0] += 1
+            counts[sample.client][1] += sample.outcome != "ok"
+        return {client: (total, failed) for client, (total, failed) in sorted(counts.items())}
 
     @property
     def versions(self) -> dict[str, int]:
@@ -89,9 +108,10 @@ class LoadResult:
     def summary(self) -> str:
         failures = ", ".join(f"{k}: {v}" for k, v in sorted(self.failures.items())) or "none"
         versions = ", ".join(f"{k}: {v}" for k, v in sorted(self.versions.items())) or "none"
+        clients = "; ".join(f"{k} {t} / {f} failed" for k, (t, f) in self.by_client().items())
         return (
             f"{self.total} requests in {self.seconds:.1f} s ({self.total / max(self.seconds, 1e-9):.0f}/s), "
-            f"{self.failed} failed ({failures}); p50 {self.percentile(0.5) * 1000:.1f} ms, "
+            f"{self.failed} failed ({failures}) [{clients}]; p50 {self.percentile(0.5) * 1000:.1f} ms, "
             f"p99 {self.percentile(0.99) * 1000:.1f} ms; answered by model version: {versions}"
         )
 
@@ -117,21 +137,66 @@ def instance_from(model: Path) -> dict[str, float]:
     }
 
 
+def _answer(response: http.client.HTTPResponse) -> tuple[str, str]:
+    payload = response.read()
+    if response.status != 200:
+        return f"http {response.status}", ""
+    return "ok", str(json.loads(payload).get("model_version", ""))
+
+
 def _one(host: str, port: int, path: str, body: bytes, timeout: float) -> tuple[str, str]:
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("POST", path, body, {"Content-Type": "application/json", "Connection": "close"})
-        response = connection.getresponse()
-        payload = response.read()
-        if response.status != 200:
-            return f"http {response.status}", ""
-        return "ok", str(json.loads(payload).get("model_version", ""))
+        return _answer(connection.getresponse())
     except TimeoutError:
         return "timeout", ""
     except (OSError, http.client.HTTPException):
         return "connection error", ""
     finally:
         connection.close()
+
+
+class KeptAlive:
+    """One connection kept alive across requests, reopened only when the server closed it while idle."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.connection: http.client.HTTPConnection | None = None
+
+    def _dropped(self) -> bool:
+        # What urllib3 does before reusing a pooled connection: readable while idle means closed (or junk).
+        sock = self.connection.sock if self.connection else None
+        if sock is None:
+            return True
+        return bool(select.select([sock], [], [], 0)[0])
+
+    def post(self, path: str, body: bytes) -> tuple[str, str]:
+        if self.connection is None or self._dropped():
+            if self.connection:
+                self.connection.close()
+            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self.connection.request("POST", path, body, {"Content-Type": "application/json"})
+            response = self.connection.getresponse()
+            outcome = _answer(response)
+            if response.will_close:
+                self.close()
+            return outcome
+        except TimeoutError:
+            self.close()
+            return "timeout", ""
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.close()
+            return "connection closed under a request", ""
+        except (OSError, http.client.HTTPException):
+            self.close()
+            return "connection error", ""
+
+    def close(self) -> None:
+        if self.connection:
+            self.connection.close()
+        self.connection = None
 
 
 def run_load(
@@ -143,40 +208,65 @@ def run_load(
     max_requests: int = 100_000,
     timeout: float = 10.0,
     stop: threading.Event | None = None,
+    clients: str = "both",
+    keepalive_connections: int = 4,
 ) -> LoadResult:
-    """Send load until ``seconds`` pass, ``max_requests`` were sent, or ``stop`` is set."""
+    """Send load until ``seconds`` pass, ``max_requests`` were sent, or ``stop`` is set.
+
+    ``clients`` (both, new, keep-alive) picks the kinds of client; both share the rate and the request
+    budget evenly, each on its own schedule.
+    """
     host, port, prefix = check_loopback(url)
+    if clients not in CLIENTS:
+        raise ValueError(f"clients must be one of {', '.join(CLIENTS)}")
+    kinds = CLIENTS[clients]
     body = json.dumps(instance).encode()
     stop = stop or threading.Event()
     result = LoadResult()
     lock = threading.Lock()
-    sent = 0
+    sent = dict.fromkeys(kinds, 0)
+    result.began_at = time.time()
     began = time.monotonic()
     deadline = began + seconds
+    share = rate / len(kinds)
+    budget = max_requests // len(kinds)
 
-    def next_slot() -> float | None:
-        nonlocal sent
+    def next_slot(kind: str) -> float | None:
         with lock:
-            if sent >= max_requests or stop.is_set():
+            if sent[kind] >= budget or stop.is_set():
                 return None
-            slot = began + sent / rate if rate > 0 else time.monotonic()
-            sent += 1
+            slot = began + sent[kind] / share if share > 0 else time.monotonic()
+            sent[kind] += 1
         return slot if slot < deadline else None
 
-    def worker() -> None:
-        while (slot := next_slot()) is not None:
-            delay = slot - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            started = time.monotonic()
-            outcome, version = _one(host, port, prefix + "/predict", body, timeout)
-            sample = Sample(started - began, time.monotonic() - started, outcome, version)
-            with lock:
-                result.samples.append(sample)
+    def worker(kind: str) -> None:
+        kept = KeptAlive(host, port, timeout) if kind == KEEP_ALIVE else None
+        try:
+            while (slot := next_slot(kind)) is not None:
+                delay = slot - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                started = time.monotonic()
+                if kept:
+                    outcome, version = kept.post(prefix + "/predict", body)
+                else:
+                    outcome, version = _one(host, port, prefix + "/predict", body, timeout)
+                sample = Sample(started - began, time.monotonic() - started, outcome, version, kind)
+                with lock:
+                    result.samples.append(sample)
+        finally:
+            if kept:
+                kept.close()
 
-    # Open loop needs enough workers that slow answers do not hold back the schedule.
-    workers = max(concurrency, int(rate * 0.25) + 4) if rate > 0 else concurrency
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    threads = []
+    for kind in kinds:
+        if kind == KEEP_ALIVE:
+            # A few long-lived connections, like an HTTP library's pool.
+            count = keepalive_connections if share > 0 else concurrency
+        else:
+            # Open loop needs enough workers that slow answers do not hold back the schedule.
+            count = max(concurrency, int(share * 0.25) + 4) if share > 0 else concurrency
+        threads += [threading.Thread(target=worker, args=(kind,), daemon=True) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -230,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="artifact whose features to send")
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second; 0 = closed loop")
     parser.add_argument("--concurrency", type=int, default=8, help="connections in closed loop")
+    parser.add_argument("--clients", choices=sorted(CLIENTS), default="both", help="kinds of client (default both)")
+    parser.add_argument("--keepalive-connections", type=int, default=4, help="connections the keep-alive client keeps")
     parser.add_argument("--seconds", type=float, default=30.0, help="stop after this long (default 30)")
     parser.add_argument("--requests", type=int, default=100_000, help="stop after this many (default 100000)")
     parser.add_argument("--csv", type=Path, help="write the per-second series here")
@@ -239,7 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds > 3600 or args.requests > 10_000_000:
         parser.error("a run is bounded: at most 3600 s and 10,000,000 requests")
     try:
-        result = run_load(args.url, instance_from(args.model), args.rate, args.concurrency, args.seconds, args.requests)
+        result = run_load(
+            args.url,
+            instance_from(args.model),
+            args.rate,
+            args.concurrency,
+            args.seconds,
+            args.requests,
+            clients=args.clients,
+            keepalive_connections=args.keepalive_connections,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     print(result.summary())

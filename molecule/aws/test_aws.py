@@ -243,13 +243,14 @@ def metrics() -> Iterator[tuple[str, Behaviour]]:
         yield found
 
 
-def canary_args(url: str) -> list[str]:
+def canary_args(url: str, steps: tuple[int, ...] = (10,)) -> list[str]:
     settings = {
         "modelfleet_canary_host": "localhost",
         "modelfleet_canary_prometheus_url": url,
         "modelfleet_canary_window": 8,
         "modelfleet_canary_min_requests": 20,
         "modelfleet_canary_max_wait": 30,
+        "modelfleet_canary_steps": list(steps),
         "modelfleet_aws_deregistration_delay": 1,
     }
     return ["-e", json.dumps(settings)]
@@ -292,6 +293,12 @@ def test_preflight_refuses_unsafe_settings_before_any_call() -> None:
     assert result.returncode != 0
     assert "HTTPS is asked for (modelfleet_aws_https) but no certificate ARN is given" in result.stdout
     assert "open to the world" in result.stdout
+    assert client("ec2").describe_vpcs(Filters=project_filters())["Vpcs"] == []
+
+    # A canary whose steps do not rise below 100 % is refused before any call.
+    result = playbook("site.yml", "-e", json.dumps({"modelfleet_canary_steps": [50, 10]}), check=False)
+    assert result.returncode != 0
+    assert "modelfleet_canary_steps must rise, each step above 0 and below 100 %" in result.stdout
     assert client("ec2").describe_vpcs(Filters=project_filters())["Vpcs"] == []
 
     # An endpoint that is not this machine's loopback is refused (and never called).
@@ -539,26 +546,39 @@ def test_bake_whose_smoke_test_fails_leaves_nothing() -> None:
 def test_release_promotes_a_healthy_canary(metrics: tuple[str, Behaviour]) -> None:
     url, _ = metrics
     [blue] = releases()
+    # Blue scaled out under load before the release: green must start as large.
+    client("autoscaling").set_desired_capacity(AutoScalingGroupName=blue, DesiredCapacity=4)
     with ForwardWatch() as watch:
-        playbook("playbooks/release.yml", "-e", f"model_service_model_src={OTHER_MODEL}", *canary_args(url))
+        playbook("playbooks/release.yml", "-e", f"model_service_model_src={OTHER_MODEL}", *canary_args(url, (10, 50)))
     [(green, tags)] = releases().items()
     assert green != blue
-    # Green joins the listener at weight 0 (health-checked, no request) before anything waits for its health.
-    assert watch.states() == [{blue: 100}, {blue: 100, green: 0}, {blue: 90, green: 10}, {green: 100}]
+    # Green joins the listener at weight 0 (health-checked, no request) before anything waits for its health,
+    # then takes each step's share, judged at each, and everything once the last step passed.
+    assert watch.states() == [
+        {blue: 100},
+        {blue: 100, green: 0},
+        {blue: 90, green: 10},
+        {blue: 50, green: 50},
+        {green: 100},
+    ]
     watch.draw(WORK / "release-promoted.png", "A release promoted by the canary gate", {blue: "blue", green: "green"})
     assert forwards() == {green: 100}
     assert release_resources() == {green}, "blue's group, template and target group are gone"
     [asg] = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[green])["AutoScalingGroups"]
     assert asg["LaunchTemplate"]["Version"] == "1"
+    assert asg["DesiredCapacity"] == 4, "green started smaller than blue ran"
     assert {i["ImageId"] for i in app_amis()} >= {tags["Image"]}
     assert builder_leftovers() == []
     record = release_records()[-1]
     assert (record["image"], record["result"]) == (tags["Image"], "succeeded")
     assert record["canary"]["verdict"] == "promote"
-    # The canary took its 10 % of the requests (the baseline 90 %), and the gate saw enough of them.
-    canary, baseline = record["canary"]["canary"]["requests"], record["canary"]["baseline"]["requests"]
-    assert canary >= 20
-    assert 0.05 < canary / (canary + baseline) < 0.2, (canary, baseline)
+    # At each step the canary took its share of the requests, and the gate saw enough of them.
+    steps = record["canary"]["steps"]
+    assert [(step["step"], step["verdict"]) for step in steps] == [(10.0, "promote"), (50.0, "promote")]
+    for step, (low, high) in zip(steps, [(0.05, 0.2), (0.4, 0.6)], strict=True):
+        canary, baseline = step["requests"]["canary"], step["requests"]["baseline"]
+        assert canary >= 20
+        assert low < canary / (canary + baseline) < high, step
 
 
 def _first_ami() -> str:
@@ -587,7 +607,7 @@ def test_release_rolled_back_by_the_gate(metrics: tuple[str, Behaviour]) -> None
         "A failing release rolled back by the canary gate",
         {blue: "blue", green: "green (canary)"},
     )
-    assert "rolled back by the canary gate: rollback: canary" in result.stdout
+    assert "rolled back by the canary gate at 10 % of the requests: rollback: canary" in result.stdout
     # Half of the canary's answers fail; Prometheus' increase() over a few scrapes extrapolates around that.
     ratio = float(re.search(r"rollback: canary \d+ requests, errors ([\d.]+)%", result.stdout).group(1))
     assert 40 <= ratio <= 60, ratio
@@ -664,7 +684,15 @@ def test_https_with_a_certificate_redirects_http() -> None:
 
 @pytest.mark.standalone
 def test_teardown_leaves_nothing_of_the_project() -> None:
-    playbook("playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true")
+    # Not without naming the environment: refused before any call.
+    refused = playbook("playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true", check=False)
+    assert refused.returncode != 0
+    assert "Nothing was deleted. Tearing down prod deletes" in refused.stdout
+    assert "-e modelfleet_teardown_confirm=prod" in refused.stdout
+    assert client("elbv2").describe_load_balancers()["LoadBalancers"] != []
+    playbook(
+        "playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true", "-e", "modelfleet_teardown_confirm=prod"
+    )
     ec2 = client("ec2")
     assert ec2.describe_vpcs(Filters=project_filters())["Vpcs"] == []
     assert ec2.describe_subnets(Filters=project_filters())["Subnets"] == []
@@ -689,4 +717,6 @@ def test_teardown_leaves_nothing_of_the_project() -> None:
     assert app_amis() == []
     assert builder_leftovers() == []
     # Again: nothing to do, nothing fails.
-    playbook("playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true")
+    playbook(
+        "playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true", "-e", "modelfleet_teardown_confirm=prod"
+    )

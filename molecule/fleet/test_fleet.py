@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "bench"))
-from load import LoadResult, draw_png, instance_from, run_load, write_csv  # noqa: E402
+from load import KEEP_ALIVE, NEW, LoadResult, draw_png, instance_from, run_load, write_csv  # noqa: E402
 
 URL = "http://127.0.0.1:8080"
 PROMETHEUS = "http://127.0.0.1:9090"
@@ -92,7 +92,7 @@ def load(name: str, seconds: float = 900) -> Iterator[LoadResult]:
 
     def run() -> None:
         done = run_load(URL, instance_from(DEMO), rate=RATE, seconds=seconds, stop=stop)
-        result.samples, result.seconds = done.samples, done.seconds
+        result.samples, result.seconds, result.began_at = done.samples, done.seconds, done.began_at
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -106,6 +106,14 @@ def load(name: str, seconds: float = 900) -> Iterator[LoadResult]:
         write_csv(result, WORK / f"{name}.csv")
         draw_png(result, WORK / f"{name}.png", name.replace("-", " "))
         print(f"{name}: {result.summary()}")
+
+
+def assert_clean(result: LoadResult) -> None:
+    """Not one failed request, for either kind of client, and both kinds were there all along."""
+    clients = result.by_client()
+    assert result.failed == 0, f"{result.failures}; by client: {clients}"
+    assert set(clients) == {KEEP_ALIVE, NEW}, clients
+    assert min(total for total, _ in clients.values()) >= 0.4 * result.total, clients
 
 
 def wait_for(check, timeout: float, what: str) -> float:
@@ -176,9 +184,10 @@ def test_site_from_nothing_serves_through_the_balancer() -> None:
 
 def test_release_under_load_fails_no_request() -> None:
     model = train("v2", "2.0.0", "--rows", "3000", "--rounds", "30", "--seed", "11")
+    steps = ["-e", json.dumps({"modelfleet_canary_steps": [10, 50]})]
     with load("release-2-hosts") as result:
-        playbook("playbooks/release.yml", "-e", f"model_service_model_src={model}", *GATE)
-    assert result.failed == 0, result.failures
+        playbook("playbooks/release.yml", "-e", f"model_service_model_src={model}", *GATE, *steps)
+    assert_clean(result)
     # The load kept its rate through the whole release (not a count, which depends on how long it took).
     assert result.total >= 0.9 * RATE * result.seconds, result.summary()
     assert set(result.versions) == {"1.0.0", "2.0.0"}
@@ -189,6 +198,14 @@ def test_release_under_load_fails_no_request() -> None:
     assert gate["verdict"] == "promote"
     assert gate["canary"]["requests"] >= 100
     assert gate["canary"]["ready"] is True
+    # Each step was judged, and while it lasted the new release took its share of the requests.
+    assert [(step["step"], step["verdict"]) for step in gate["steps"]] == [(10.0, "promote"), (50.0, "promote")]
+    for step in gate["steps"]:
+        first, last = step["began"] - result.began_at + 3, step["judged"] - result.began_at
+        during = [s for s in result.samples if first <= s.started <= last and s.outcome == "ok"]
+        share = sum(s.version == "2.0.0" for s in during) / len(during)
+        print(f"step {step['step']} %: {share:.1%} of {len(during)} requests met 2.0.0")
+        assert abs(100 * share - step["step"]) <= 6, (step, share)
 
 
 def _renamed_feature_artifact() -> Path:
@@ -260,7 +277,7 @@ def test_much_slower_release_is_rolled_back_by_the_canary_gate() -> None:
     assert "The fleet's lease was given back (the run ended before its last play)." in failed.stdout
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0, output[-3000:]
-    assert "Release rolled back by the canary gate: rollback: canary" in output
+    assert "Release rolled back by the canary gate at 25 % of the requests: rollback: canary" in output
     record = releases()[-1]
     print(f"canary gate: {record['canary']}")
     assert record["result"] == "rolled back"
@@ -269,7 +286,7 @@ def test_much_slower_release_is_rolled_back_by_the_canary_gate() -> None:
     assert record["canary"]["canary"]["p99_seconds"] > record["canary"]["baseline"]["p99_seconds"]
     # Nothing failed, and only the canary's share of requests (1 host of 3, while it served) met the
     # slow release; the fleet serves what it served before.
-    assert result.failed == 0, result.failures
+    assert_clean(result)
     served = [s.started for s in result.samples if s.outcome == "ok" and s.version == "2.1.0"]
     assert served, "the canary took no traffic"
     during = [s for s in result.samples if served[0] <= s.started <= served[-1]]
@@ -306,7 +323,7 @@ def test_release_of_an_artifact_that_fails_validation_stops_cleanly() -> None:
     output = failed.stdout + failed.stderr
     assert "Release stopped: the bake of modelfleet/app:1.0.0-" in output
     assert "failed validation" in output
-    assert result.failed == 0, result.failures
+    assert_clean(result)
     assert served_versions() == before
     assert _left_behind() == ""
 
@@ -319,7 +336,7 @@ def test_release_whose_hosts_never_get_ready_stops_cleanly() -> None:
         failed = playbook("playbooks/rollback.yml", "-e", image, "-e", timeout, check=False)
     assert failed.returncode != 0
     assert "did not answer /ready within 16 s" in failed.stdout + failed.stderr
-    assert result.failed == 0, result.failures
+    assert_clean(result)
     assert served_versions() == before
     assert len(app_hosts()) == 2
 
@@ -331,7 +348,7 @@ def test_killed_host_is_routed_around_and_replaced() -> None:
         took = wait_for(lambda: len(served_versions()) == 2, 90, "two hosts serving again")
         time.sleep(3)
     print(f"back to 2 hosts {took:.0f} s after the kill")
-    assert result.failed == 0, result.failures
+    assert_clean(result)
 
 
 def test_host_whose_service_stopped_is_routed_around_and_healed() -> None:
@@ -346,7 +363,7 @@ def test_host_whose_service_stopped_is_routed_around_and_healed() -> None:
         )
         time.sleep(3)
     print(f"{victim} serving again {took:.0f} s after its service stopped")
-    assert result.failed == 0, result.failures
+    assert_clean(result)
 
 
 def test_scale_out_and_in_under_load() -> None:
@@ -356,7 +373,7 @@ def test_scale_out_and_in_under_load() -> None:
         assert list(served_versions().values()) == ["2.0.0"] * 3
         playbook("site.yml", "-e", "modelfleet_local_app_count=2")
     assert list(served_versions().values()) == ["2.0.0"] * 2
-    assert result.failed == 0, result.failures
+    assert_clean(result)
     assert set(result.versions) == {"2.0.0"}
 
 
@@ -364,7 +381,7 @@ def test_rollback_goes_back_to_the_image_served_before() -> None:
     with load("rollback") as result:
         playbook("playbooks/rollback.yml")
     assert set(served_versions().values()) == {"1.0.0"}
-    assert result.failed == 0, result.failures
+    assert_clean(result)
     # Prometheus scrapes exactly the hosts that run: the removed ones are gone from its targets.
     targets = json.loads(docker("exec", "modelfleet-monitoring", "cat", "/etc/prometheus/targets/app.json"))
     assert sorted(group["labels"]["instance"] for group in targets) == app_hosts()

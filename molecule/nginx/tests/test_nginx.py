@@ -69,6 +69,27 @@ def test_dead_upstream_is_routed_around(host):
     assert statuses == {200}
 
 
+def test_a_prediction_whose_process_died_is_not_sent_to_another(host):
+    """A POST that reached a process which then closed without answering is not replayed (it may be what
+    killed it): the client gets a 502 saying so, and the other process never sees it."""
+    host.check_output("systemd-run --unit upstream-8002 --collect /usr/local/bin/upstream 8002")
+    try:
+        time.sleep(1)
+        answers = []
+        for _ in range(6):
+            answers.append(curl(host, "-X POST -d '{}' 'http://127.0.0.1/predict?answer=close'"))
+            time.sleep(0.3)
+        posts = json.loads(host.check_output("curl -sS http://127.0.0.1:8002/"))["posts"]
+    finally:
+        host.run("systemctl stop upstream-8002")
+    failed = [json.loads(body) for status, _, body in answers if status == 502]
+    # The echo upstream on 8001 answers every request; the one on 8002 closes without an answer.
+    assert posts >= 1
+    assert len(failed) == posts, answers
+    assert {answer["error"] for answer in failed} == {"upstream_failed"}
+    assert all(status in (200, 502) for status, _, _ in answers), answers
+
+
 def test_body_over_limit_gets_json_413(host):
     status, headers, body = curl(
         host, "-X POST --data-binary @/etc/ssl/certs/ca-certificates.crt http://127.0.0.1/predict"
