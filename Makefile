@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MODELFLEET_BASE_IMAGE := $(BASE_IMAGE)
 TIMED := tools/timed
 
-.PHONY: help setup venv tools docker base-image lint unit molecule fleet-test aws-test test site release rollback load teardown clean \
+.PHONY: help setup venv tools docker base-image lint unit molecule fleet-test aws-test test site release rollback status load teardown clean \
   aws-emulated aws-emulated-down bench fixtures lane-unit lane-molecule lane-molecule-a lane-molecule-b lane-fleet lane-aws
 
 help: ## List the targets
@@ -119,6 +119,9 @@ release: setup ## Release a new model (MODEL=PATH) or code release (RELEASE=NAME
 
 rollback: setup ## Go back to the image served before (IMAGE=modelfleet/app:TAG for another kept one)
 	@$(TIMED) rollback ansible-playbook -i $(INVENTORY) playbooks/rollback.yml $(if $(IMAGE),-e modelfleet_release_image=$(IMAGE))
+
+status: venv ## What the local fleet serves: each host's image, release, model and state at the balancer; the lease; the last verdict
+	@ansible-playbook -i $(INVENTORY) playbooks/status.yml
 
 load: venv ## Prediction load through the local balancer (DURATION=30 RATE=100; PNG=path to draw it)
 	@python bench/load.py --seconds $(or $(DURATION),30) --rate $(or $(RATE),100) $(if $(PNG),--png $(PNG))

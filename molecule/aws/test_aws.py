@@ -567,6 +567,12 @@ def test_release_promotes_a_healthy_canary(metrics: tuple[str, Behaviour]) -> No
     [asg] = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[green])["AutoScalingGroups"]
     assert asg["LaunchTemplate"]["Version"] == "1"
     assert asg["DesiredCapacity"] == 4, "green started smaller than blue ran"
+    # The operator's view: green at 100 % with its 4 targets healthy, no lease held, the steps' verdicts.
+    status = playbook("playbooks/status.yml").stdout
+    assert f"{green}: {tags['Image']} (release " in status, status[-3000:]
+    assert "weight 100, targets healthy healthy healthy healthy" in status
+    assert "no run holds the lease" in status
+    assert "canary promote (steps: 10.0 % promote, 50.0 % promote)" in status
     assert {i["ImageId"] for i in app_amis()} >= {tags["Image"]}
     assert builder_leftovers() == []
     record = release_records()[-1]

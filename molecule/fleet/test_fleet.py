@@ -206,6 +206,11 @@ def test_release_under_load_fails_no_request() -> None:
         share = sum(s.version == "2.0.0" for s in during) / len(during)
         print(f"step {step['step']} %: {share:.1%} of {len(during)} requests met 2.0.0")
         assert abs(100 * share - step["step"]) <= 6, (step, share)
+    # The operator's view says the same: both hosts on 2.0.0 at full weight, and the steps' verdicts.
+    status = playbook("playbooks/status.yml").stdout
+    assert status.count("(release 1.0.0, model 2.0.0); state ready, weight 100, health up") == 2, status[-3000:]
+    assert "no run holds the lease" in status
+    assert "canary promote (steps: 10.0 % promote, 50.0 % promote)" in status
 
 
 def _renamed_feature_artifact() -> Path:
@@ -266,12 +271,14 @@ def test_much_slower_release_is_rolled_back_by_the_canary_gate() -> None:
         began = time.monotonic()
         second = playbook("playbooks/rollback.yml", check=False)
         refused_in = time.monotonic() - began
+        holder = playbook("playbooks/status.yml").stdout
         failed = running.result()
     refusal = second.stdout + second.stderr
     assert second.returncode != 0, refusal[-3000:]
     assert "Another run is changing this fleet: release.yml by " in refusal, refusal[-3000:]
     assert "-e modelfleet_lease_break=true" in refusal
     print(f"a second run was refused in {refused_in:.1f} s")
+    assert "lease held by release.yml of " in holder, holder[-3000:]
     # The release failed (rolled back) before its last play: the lease callback gave the lease back.
     assert not lease.exists()
     assert "The fleet's lease was given back (the run ended before its last play)." in failed.stdout

@@ -11,6 +11,7 @@ contract of the one served; they are unit-tested in tools/tests/test_release_fil
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 Record = dict[str, Any]
@@ -146,9 +147,72 @@ def contract_changes(served: Record | None, new: Record | None) -> list[str]:
     return changes
 
 
+def _iso(stamp: Any) -> str:
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(stamp)))
+    except (TypeError, ValueError):
+        return "?"
+
+
+def status_report(
+    hosts: list[Record], records: list[Record] | str | None, lease: Record | str | None = None
+) -> list[str]:
+    """What an operator reads first, one line each: every host (or target group) with what it serves and
+    its state, the run that holds the lease, and the last change with its canary verdict.
+
+    ``hosts``: ``{name, image, state, weight, health}`` (state and weight at the balancer or listener).
+    """
+    records = records_of(records)
+    lines = []
+    for host in sorted(hosts, key=lambda h: str(h.get("name", ""))):
+        facts = image_facts(records, str(host.get("image", "")))
+        served = f"release {facts['release'] or '?'}, model {facts['model_version'] or '?'}"
+        place = ", ".join(
+            f"{key} {host[key]}" for key in ("state", "weight", "health", "targets") if host.get(key) not in (None, "")
+        )
+        lines.append(f"{host.get('name')}: {host.get('image') or '?'} ({served}); {place or 'not at the balancer'}")
+    if not hosts:
+        lines.append("no host serves")
+    if isinstance(lease, str):
+        lease = json.loads(lease) if lease.strip() else None
+    if lease:
+        lines.append(
+            f"lease held by {lease.get('what', 'a run')} of {lease.get('owner', '?')} (pid {lease.get('pid', '?')}) "
+            f"since {_iso(lease.get('started'))}, until {_iso(lease.get('expires'))}"
+        )
+    else:
+        lines.append("no run holds the lease")
+    if records:
+        last = records[-1]
+        line = (
+            f"last change: {last.get('kind', 'release')} {last.get('result')} at {last.get('time')}, "
+            f"{last.get('image')}"
+        )
+        canary = last.get("canary") or {}
+        if canary:
+            steps = ", ".join(f"{step.get('step')} % {step.get('verdict')}" for step in canary.get("steps", []))
+            line += f"; canary {canary.get('verdict')}" + (f" (steps: {steps})" if steps else "")
+            for side in ("canary", "baseline"):
+                numbers = canary.get(side) or {}
+                if numbers:
+                    p99 = numbers.get("p99_seconds")
+                    line += (
+                        f"; {side} {numbers.get('requests', 0):.0f} requests, errors "
+                        f"{100 * float(numbers.get('error_ratio', 0)):.2f}%, p99 "
+                        + (f"{1000 * p99:.1f} ms" if p99 is not None else "n/a")
+                    )
+        if last.get("detail"):
+            line += f"; {last['detail']}"
+        lines.append(line)
+    else:
+        lines.append("no release recorded")
+    return lines
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
+            "status_report": status_report,
             "records_of": records_of,
             "rollback_target": rollback_target,
             "keep_image": keep_image,

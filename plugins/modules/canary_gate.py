@@ -98,6 +98,17 @@ options:
       traffic, so a population stability index of the canary's class shares against the baseline's above
       this value is a regression even without errors (0.2 is the usual "significant shift"). Off when unset.
     type: float
+  expected_share:
+    description: >-
+      The canary's share of the requests in percent, as the balancer's or listener's weights set it. A
+      canary that answered less than O(min_share_fraction) of it (of canary and baseline requests together)
+      is rolled back: its hosts were failing health checks or were taken out of service, so what it answered
+      says little. Unchecked when unset.
+    type: float
+  min_share_fraction:
+    description: The fraction of O(expected_share) the canary must have answered.
+    type: float
+    default: 0.5
   on_too_few_requests:
     description: The verdict when O(min_requests) never came within O(max_wait) (readiness still counts).
     type: str
@@ -213,6 +224,8 @@ class Thresholds:
     p99_tolerance_seconds: float = 0.01
     on_too_few_requests: str = "rollback"
     max_class_mix_psi: float | None = None
+    expected_share: float | None = None  # percent
+    min_share_fraction: float = 0.5
 
 
 def psi(expected: dict[str, float], actual: dict[str, float], floor: float = 1e-4) -> float:
@@ -238,6 +251,14 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
         if limits.on_too_few_requests == "rollback":
             reasons.append(f"too few requests to judge: {canary.requests:.0f} < {limits.min_requests}")
         return ("rollback" if reasons else "promote"), reasons
+    expected = limits.expected_share
+    total = canary.requests + baseline.requests
+    if expected is not None and total > 0 and 100 * canary.requests / total < expected * limits.min_share_fraction:
+        reasons.append(
+            f"the canary answered {100 * canary.requests / total:.1f}% of the requests, less than "
+            f"{limits.min_share_fraction:g} x its share of {expected:g}%: "
+            "its hosts failed health checks or left service"
+        )
     # A baseline that answered too few requests in the same window gives nothing to compare with: the
     # ceilings still apply, the comparisons cannot, and the policy for too few requests decides.
     compare = baseline.requests >= limits.min_requests
@@ -408,6 +429,8 @@ def main() -> None:
             "max_p99_ratio": {"type": "float", "default": 1.5},
             "p99_tolerance_seconds": {"type": "float", "default": 0.01},
             "max_class_mix_psi": {"type": "float"},
+            "expected_share": {"type": "float"},
+            "min_share_fraction": {"type": "float", "default": 0.5},
             "on_too_few_requests": {"type": "str", "default": "rollback", "choices": ["rollback", "promote"]},
             "timeout": {"type": "int", "default": 10},
         },
@@ -427,6 +450,8 @@ def main() -> None:
         p99_tolerance_seconds=p["p99_tolerance_seconds"],
         on_too_few_requests=p["on_too_few_requests"],
         max_class_mix_psi=p["max_class_mix_psi"],
+        expected_share=p["expected_share"],
+        min_share_fraction=p["min_share_fraction"],
     )
     try:
         result = run_gate(

@@ -52,6 +52,10 @@ options:
     description: Seconds to wait for O(wait_drained) and O(wait_up) together.
     type: int
     default: 60
+  query:
+    description: Only read and return the servers' state; change nothing (the other options are ignored).
+    type: bool
+    default: false
   state_file:
     description: Where the servers' state is saved for HAProxy's next start (C(server-state-file)); empty to skip.
     type: path
@@ -254,6 +258,11 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     backend = p["backend"]
     servers = {str(a): int(w) for a, w in p["servers"].items()}
     drain = [a for a in p["drain"] if a]
+    if p["query"]:
+        try:
+            return {"changed": False, "commands": [], "servers": _table(runtime.servers(backend)), "waited": 0.0}
+        except (OSError, ValueError) as err:
+            module.fail_json(msg=f"HAProxy: {err}")
     if module.check_mode and not os.path.exists(p["socket"]):
         # A balancer not installed yet (a first run in check mode): every server listed would be set.
         return {"changed": bool(servers), "commands": [], "servers": {}, "waited": 0.0}
@@ -319,6 +328,7 @@ def main() -> None:
             "wait_drained": {"type": "bool", "default": False},
             "wait_up": {"type": "bool", "default": False},
             "timeout": {"type": "int", "default": 60},
+            "query": {"type": "bool", "default": False},
             "state_file": {"type": "path", "default": "/var/lib/haproxy/server-state"},
         },
         supports_check_mode=True,

@@ -113,6 +113,27 @@ def test_a_class_mix_unlike_the_baselines_rolls_back_only_when_asked() -> None:
     assert reason.startswith("class mix PSI 1.")
 
 
+def test_a_canary_that_got_far_less_than_its_share_is_rolled_back() -> None:
+    baseline = Stats(requests=9000, targets=2, ready=True, p99_seconds=0.01)
+    # A tenth of the requests, as the weights say: judged on its merits.
+    at_share = Stats(requests=1000, targets=1, ready=True, p99_seconds=0.01)
+    assert judge(at_share, baseline, Thresholds(expected_share=10)) == ("promote", [])
+    # A canary the balancer benched (failing health checks) answers a sliver: enough requests, wrong share.
+    benched = Stats(requests=300, targets=1, ready=True, p99_seconds=0.01)
+    verdict, reasons = judge(benched, baseline, Thresholds(expected_share=10))
+    assert verdict == "rollback"
+    assert reasons == [
+        "the canary answered 3.2% of the requests, less than 0.5 x its share of 10%: its hosts failed health "
+        "checks or left service"
+    ]
+    # Unchecked without an expected share; a baseline with no traffic at all makes the canary's share 100 %.
+    assert judge(benched, baseline, Thresholds())[0] == "promote"
+    assert (
+        judge(at_share, Stats(targets=2, ready=True), Thresholds(expected_share=10, on_too_few_requests="promote"))[0]
+        == "promote"
+    )
+
+
 def test_a_canary_prometheus_does_not_see_is_rolled_back() -> None:
     assert judge(Stats(), HEALTHY, Thresholds()) == ("rollback", ["no canary target is scraped by Prometheus"])
 

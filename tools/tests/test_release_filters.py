@@ -120,3 +120,40 @@ def test_the_same_contract_or_an_unknown_one_is_no_change() -> None:
     assert release.contract_changes(CONTRACT, {"features": list(FEATURES), "classes": ["1", "2"]}) == []
     assert release.contract_changes({}, CONTRACT) == []
     assert release.contract_changes(CONTRACT, None) == []
+
+
+def test_the_status_says_what_each_host_serves_who_holds_the_lease_and_the_last_verdict() -> None:
+    records = [
+        {"image": "app:1-a", "result": "succeeded", "kind": "release", "release": "1", "model_version": "1.0.0"},
+        {
+            "image": "app:1-b",
+            "result": "succeeded",
+            "kind": "release",
+            "release": "1",
+            "model_version": "2.0.0",
+            "time": "2026-12-04T10:00:00Z",
+            "canary": {
+                "verdict": "promote",
+                "canary": {"requests": 500.0, "error_ratio": 0.0, "p99_seconds": 0.0042},
+                "baseline": {"requests": 1500.0, "error_ratio": 0.001, "p99_seconds": None},
+                "steps": [{"step": 10.0, "verdict": "promote"}, {"step": 50.0, "verdict": "promote"}],
+            },
+        },
+    ]
+    hosts = [
+        {"name": "app-11", "image": "app:1-b", "state": "ready", "weight": 100, "health": "up"},
+        {"name": "app-10", "image": "app:1-a", "state": "drain", "weight": 100, "health": "up"},
+    ]
+    lease = {"what": "release.yml", "owner": "ops@ctl", "pid": 42, "started": 0, "expires": 7200}
+    assert release.status_report(hosts, records, lease) == [
+        "app-10: app:1-a (release 1, model 1.0.0); state drain, weight 100, health up",
+        "app-11: app:1-b (release 1, model 2.0.0); state ready, weight 100, health up",
+        "lease held by release.yml of ops@ctl (pid 42) since 1970-01-01T00:00:00Z, until 1970-01-01T02:00:00Z",
+        "last change: release succeeded at 2026-12-04T10:00:00Z, app:1-b; canary promote (steps: 10.0 % promote, "
+        "50.0 % promote); canary 500 requests, errors 0.00%, p99 4.2 ms; baseline 1500 requests, errors 0.10%, "
+        "p99 n/a",
+    ]
+
+
+def test_the_status_of_an_empty_fleet() -> None:
+    assert release.status_report([], "", "") == ["no host serves", "no run holds the lease", "no release recorded"]
