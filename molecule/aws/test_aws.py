@@ -409,6 +409,9 @@ def test_site_builds_the_stack() -> None:
     rules = {r["Name"]: r for r in acl["Rules"]}
     assert rules["rate-limit-per-ip"]["Statement"]["RateBasedStatement"]["Limit"] == 2000
     assert rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]["VendorName"] == "AWS"
+    # Its 8 KB body limit only counts: batches up to the service's limit pass (nginx answers larger with 413).
+    overrides = rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]["RuleActionOverrides"]
+    assert overrides == [{"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}]
 
     [template] = ec2.describe_launch_templates(LaunchTemplateNames=[release_name])["LaunchTemplates"]
     assert template["LatestVersionNumber"] == 1
