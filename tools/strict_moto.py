@@ -22,6 +22,14 @@ small wrapper around one moto method, so what moto does otherwise is unchanged.
    https://docs.aws.amazon.com/waf/latest/APIReference/API_AssociateWebACL.html). moto makes a load
    balancer active on the first describe call and associates at once.
 
+3. A new IAM instance profile cannot be used for MODELFLEET_EMULATOR_IAM_PROPAGATION_SECONDS (default 3):
+   RunInstances with it, or CreateAutoScalingGroup from a launch template that names it, is refused with
+   "Invalid IAM Instance Profile name", as AWS does while the profile propagates. IAM User Guide,
+   "Troubleshooting IAM roles": "If you create an instance profile ... and immediately try to launch an
+   instance with it, you might get an error that the instance profile is invalid ... wait and retry", and
+   "Changes that I make are not always immediately visible" (IAM is eventually consistent:
+   https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html). moto accepts it at once.
+
 The patches check the moto internals they wrap exist (written against moto 5.2.5) and refuse to start
 otherwise: a silently lenient emulator would hide exactly what it is here to show.
 """
@@ -34,6 +42,8 @@ import time
 from typing import Any
 
 PROVISIONING_SECONDS_ENV = "MODELFLEET_EMULATOR_ALB_PROVISIONING_SECONDS"
+IAM_SECONDS_ENV = "MODELFLEET_EMULATOR_IAM_PROPAGATION_SECONDS"
+_PROFILES_BORN: dict[str, float] = {}  # instance profile name -> when it was created (monotonic)
 _APPLIED = "_modelfleet_strict"
 
 
@@ -141,12 +151,78 @@ def patch_provisioning_load_balancers(seconds: float) -> None:
     WAFV2Backend.associate_web_acl = associate_web_acl  # type: ignore[method-assign]
 
 
-def apply(provisioning_seconds: float | None = None) -> None:
-    """Every patch (idempotent); the provisioning time from the argument or the environment (default 3 s)."""
+def _profile_name(reference: Any) -> str:
+    """An instance profile's name from a name, an ARN or a launch template's ``IamInstanceProfile``."""
+    if isinstance(reference, dict):
+        reference = reference.get("Name") or reference.get("Arn") or ""
+    return str(reference or "").rsplit("/", 1)[-1]
+
+
+def young_profile(reference: Any, seconds: float) -> str:
+    """The profile's name when it was created less than ``seconds`` ago (else empty)."""
+    name = _profile_name(reference)
+    born = _PROFILES_BORN.get(name)
+    return name if born is not None and time.monotonic() - born < seconds else ""
+
+
+def patch_iam_propagation(seconds: float) -> None:
+    """A new instance profile is refused by RunInstances and CreateAutoScalingGroup for ``seconds``."""
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.autoscaling.models import AutoScalingBackend
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.instances import InstanceBackend
+    from moto.iam.models import IAMBackend
+
+    create = _need(IAMBackend, "create_instance_profile")
+    run = _need(InstanceBackend, "run_instances")
+    template_of = _need(InstanceBackend, "_get_template_from_args")
+    create_group = _need(AutoScalingBackend, "create_auto_scaling_group")
+    if getattr(create, _APPLIED, False):
+        return
+
+    def create_instance_profile(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        profile = create(self, name, *args, **kwargs)
+        _PROFILES_BORN[name] = time.monotonic()
+        return profile
+
+    def run_instances(self: Any, image_id: str, count: int, user_data: Any, groups: Any, **kwargs: Any) -> Any:
+        reference = kwargs.get("iam_instance_profile_name") or kwargs.get("iam_instance_profile_arn")
+        if not reference and kwargs.get("launch_template"):
+            reference = template_of(self, kwargs["launch_template"]).data.get("IamInstanceProfile")
+        if name := young_profile(reference, seconds):
+            raise EC2ClientError(
+                "InvalidParameterValue",
+                f"Value ({name}) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name",
+            )
+        return run(self, image_id, count, user_data, groups, **kwargs)
+
+    def create_auto_scaling_group(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        template = kwargs.get("launch_template") or {}
+        if template:
+            data = template_of(self.ec2_backend, template).data
+            if young := young_profile(data.get("IamInstanceProfile"), seconds):
+                raise ValidationError(
+                    "You must use a valid fully-formed launch template. Value "
+                    f"({young}) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name"
+                )
+        return create_group(self, name, *args, **kwargs)
+
+    for wrapper in (create_instance_profile, run_instances, create_auto_scaling_group):
+        setattr(wrapper, _APPLIED, True)
+    IAMBackend.create_instance_profile = create_instance_profile  # type: ignore[method-assign]
+    InstanceBackend.run_instances = run_instances  # type: ignore[method-assign]
+    AutoScalingBackend.create_auto_scaling_group = create_auto_scaling_group  # type: ignore[method-assign]
+
+
+def apply(provisioning_seconds: float | None = None, iam_seconds: float | None = None) -> None:
+    """Every patch (idempotent); the times from the arguments or the environment (default 3 s each)."""
     if provisioning_seconds is None:
         provisioning_seconds = float(os.environ.get(PROVISIONING_SECONDS_ENV, "3"))
+    if iam_seconds is None:
+        iam_seconds = float(os.environ.get(IAM_SECONDS_ENV, "3"))
     patch_unused_target_groups()
     patch_provisioning_load_balancers(provisioning_seconds)
+    patch_iam_propagation(iam_seconds)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,7 +37,11 @@ def endpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         else [str(BIN / "moto_server")]
     )
     log = (tmp_path_factory.mktemp("moto") / "server.log").open("w")
-    env = {"MODELFLEET_EMULATOR_ALB_PROVISIONING_SECONDS": "2", "PATH": "/usr/bin:/bin"}
+    env = {
+        "MODELFLEET_EMULATOR_ALB_PROVISIONING_SECONDS": "2",
+        "MODELFLEET_EMULATOR_IAM_PROPAGATION_SECONDS": "2",
+        "PATH": "/usr/bin:/bin",
+    }
     server = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env)
     try:
         for _ in range(200):
@@ -154,3 +158,44 @@ def test_waf_refuses_a_load_balancer_still_provisioning(endpoint: tuple[str, str
         time.sleep(0.2)
     waf.associate_web_acl(WebACLArn=acl, ResourceArn=lb)
     assert waf.get_web_acl_for_resource(ResourceArn=lb)["WebACL"]["ARN"] == acl
+
+
+def test_a_new_instance_profile_is_refused_until_it_has_propagated(endpoint: tuple[str, str]) -> None:
+    kind, url = endpoint
+    _, subnets = network(url)
+    iam, ec2, asg = client(url, "iam"), client(url, "ec2"), client(url, "autoscaling")
+    iam.create_role(RoleName="app", AssumeRolePolicyDocument="{}")
+    iam.create_instance_profile(InstanceProfileName="app")
+    iam.add_role_to_instance_profile(InstanceProfileName="app", RoleName="app")
+    ec2.create_launch_template(
+        LaunchTemplateName="app", LaunchTemplateData={"ImageId": "ami-12c6146b", "IamInstanceProfile": {"Name": "app"}}
+    )
+
+    def launch() -> None:
+        ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, IamInstanceProfile={"Name": "app"})
+
+    def group(name: str) -> None:
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            LaunchTemplate={"LaunchTemplateName": "app", "Version": "1"},
+            MinSize=1,
+            MaxSize=1,
+            VPCZoneIdentifier=subnets[0],
+        )
+
+    if kind == "plain":  # moto: usable at once
+        launch()
+        group("at-once")
+        return
+    with pytest.raises(ClientError) as refused:
+        launch()
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert "Invalid IAM Instance Profile name" in refused.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as refused:
+        group("too-soon")
+    assert refused.value.response["Error"]["Code"] == "ValidationError"
+    assert "Invalid IAM Instance Profile name" in refused.value.response["Error"]["Message"]
+    assert asg.describe_auto_scaling_groups(AutoScalingGroupNames=["too-soon"])["AutoScalingGroups"] == []
+    time.sleep(2.1)
+    launch()
+    group("later")
