@@ -10,6 +10,7 @@ contract of the one served; they are unit-tested in tools/tests/test_release_fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -92,6 +93,34 @@ def keep_image(records: list[Record] | str | None, serving: list[str]) -> str:
         if image in images and image not in bad:
             return image
     return images[-1]
+
+
+def protected_images(records: list[Record] | str | None, serving: list[str], keep: int) -> list[str]:
+    """Images pruning must keep: the ones served now, the rollback target, and the last ``keep`` good ones.
+
+    Good: served after a successful change and not rolled back or left by a rollback since, newest first.
+    """
+    served, bad = _judged(records_of(records))
+    protected = [image for image in dict.fromkeys(serving) if image]
+    with contextlib.suppress(ValueError):  # nothing to roll back to: nothing more to protect for it
+        protected.append(rollback_target(records, serving))
+    good = [image for image in reversed(list(dict.fromkeys(reversed(served)))) if image not in bad]
+    protected += list(reversed(good))[: int(keep)]
+    return list(dict.fromkeys(protected))
+
+
+def prune_candidates(
+    images: list[Record], keep: int, protected: list[str], id_key: str, time_key: str, names_key: str = ""
+) -> list[Record]:
+    """The images to remove: older than the newest ``keep`` and none of ``protected`` (by id or by name)."""
+    newest = sorted(images, key=lambda image: str(image.get(time_key, "")), reverse=True)
+    wanted = set(protected)
+
+    def kept(image: Record) -> bool:
+        names = {str(image.get(id_key, ""))} | set(image.get(names_key) or [] if names_key else [])
+        return bool(names & wanted)
+
+    return [image for image in newest[int(keep) :] if not kept(image)]
 
 
 def image_facts(records: list[Record] | str | None, image: str) -> Record:
@@ -212,6 +241,8 @@ def status_report(
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
+            "protected_images": protected_images,
+            "prune_candidates": prune_candidates,
             "status_report": status_report,
             "records_of": records_of,
             "rollback_target": rollback_target,

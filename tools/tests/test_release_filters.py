@@ -157,3 +157,28 @@ def test_the_status_says_what_each_host_serves_who_holds_the_lease_and_the_last_
 
 def test_the_status_of_an_empty_fleet() -> None:
     assert release.status_report([], "", "") == ["no host serves", "no run holds the lease", "no release recorded"]
+
+
+def test_pruning_keeps_what_is_served_the_rollback_target_and_the_last_good_releases() -> None:
+    records = [
+        {"image": "a", "result": "succeeded", "kind": "release"},
+        {"image": "b", "result": "succeeded", "kind": "release"},
+        {"image": "c", "result": "rolled back", "kind": "release"},
+        {"image": "d", "result": "rolled back", "kind": "release"},
+        {"image": "e", "result": "failed", "kind": "release"},
+    ]
+    # b serves; its rollback target is a, however many bakes (c, d, e) came since.
+    assert release.protected_images(records, ["b"], 1) == ["b", "a"]
+    images = [{"Id": f"sha-{n}", "RepoTags": [n], "Created": t} for t, n in enumerate("abcde")]
+    pruned = release.prune_candidates(
+        images, 2, release.protected_images(records, ["b"], 1), "Id", "Created", "RepoTags"
+    )
+    # The two newest (e, d) stay by age; b and a by the record; c goes.
+    assert [image["RepoTags"] for image in pruned] == [["c"]]
+
+
+def test_pruning_by_age_alone_without_a_record() -> None:
+    images = [{"image_id": f"ami-{n}", "creation_date": f"2026-01-0{n}"} for n in range(1, 6)]
+    assert release.protected_images([], [], 3) == []
+    pruned = release.prune_candidates(images, 3, ["ami-1"], "image_id", "creation_date")
+    assert [image["image_id"] for image in pruned] == ["ami-2"]
