@@ -53,8 +53,8 @@ def host() -> Iterator[str]:
 def test_collection_holds_the_roles_and_no_repository_paths(installed: Path) -> None:
     roles = installed / "ansible_collections" / "modelfleet" / "fleet" / "roles"
     assert sorted(p.name for p in roles.iterdir()) == [
-        "alertmanager", "aws_alb", "aws_artifacts", "aws_fleet", "aws_monitoring_host", "aws_network", "common",
-        "grafana", "model_service", "nginx", "node_exporter", "prometheus",
+        "alertmanager", "aws_alb", "aws_artifacts", "aws_fleet", "aws_monitoring_host", "aws_network", "balancer",
+        "common", "grafana", "model_service", "nginx", "node_exporter", "prometheus",
     ]  # fmt: skip
     for defaults in roles.glob("*/defaults/main.yml"):
         assert "role_path" not in defaults.read_text(), defaults
