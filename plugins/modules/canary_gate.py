@@ -78,6 +78,13 @@ options:
       baseline's over the same window.
     type: float
     default: 0.005
+  error_confidence:
+    description: >-
+      Confidence of the one-sided test that the canary fails more answers than the baseline by more than
+      O(max_error_ratio_increase): the excess must hold at this confidence, so that a few errors among few
+      requests are not a verdict (the 5xx ceiling still applies at once).
+    type: float
+    default: 0.95
   max_p99_seconds:
     description: Ceiling of the canary's p99 latency in seconds, whatever the baseline's.
     type: float
@@ -225,6 +232,7 @@ class Thresholds:
     on_too_few_requests: str = "rollback"
     max_class_mix_psi: float | None = None
     expected_share: float | None = None  # percent
+    error_z: float = 1.645  # one-sided 95 %
     min_share_fraction: float = 0.5
 
 
@@ -238,6 +246,30 @@ def psi(expected: dict[str, float], actual: dict[str, float], floor: float = 1e-
         a = max(actual.get(label, 0.0) / total_a, floor)
         value += (a - e) * math.log(a / e)
     return value
+
+
+def z_of(confidence: float) -> float:
+    """The one-sided standard normal quantile of ``confidence`` (0.95 -> 1.645)."""
+    if not 0.5 <= confidence < 1:
+        raise ValueError(f"error_confidence must be in [0.5, 1), not {confidence}")
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(confidence)
+
+
+def excess_z(canary: Stats, baseline: Stats, margin: float) -> float:
+    """One-sided test that the canary's error ratio exceeds the baseline's by more than ``margin``.
+
+    The z statistic of the difference of two proportions against ``margin`` (unpooled standard error):
+    how many standard errors the observed excess lies above the allowed one. With no variance on either
+    side (no error, or nothing but errors) the observed difference decides alone (infinite z).
+    """
+    pc, pb = canary.error_ratio, baseline.error_ratio
+    variance = pc * (1 - pc) / max(canary.requests, 1) + pb * (1 - pb) / max(baseline.requests, 1)
+    excess = pc - pb - margin
+    if variance <= 0:
+        return math.inf if excess > 0 else -math.inf
+    return excess / math.sqrt(variance)
 
 
 def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list[str]]:
@@ -267,10 +299,14 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
     if canary.server_error_ratio > limits.max_error_ratio:
         reasons.append(f"5xx ratio {canary.server_error_ratio:.2%} > ceiling {limits.max_error_ratio:.2%}")
     elif compare and canary.error_ratio > baseline.error_ratio + limits.max_error_ratio_increase:
-        reasons.append(
-            f"error ratio {canary.error_ratio:.2%} > baseline {baseline.error_ratio:.2%}"
-            f" + {limits.max_error_ratio_increase:.2%}"
-        )
+        z = excess_z(canary, baseline, limits.max_error_ratio_increase)
+        if z >= limits.error_z:
+            reasons.append(
+                f"error ratio {canary.error_ratio:.2%} > baseline {baseline.error_ratio:.2%}"
+                f" + {limits.max_error_ratio_increase:.2%} (one-sided z {min(z, 99):.1f} >= {limits.error_z:.2f}; "
+                f"{canary.errors:.0f} of {canary.requests:.0f} against "
+                f"{baseline.errors:.0f} of {baseline.requests:.0f})"
+            )
     p99 = canary.p99_seconds
     if p99 is not None and p99 > limits.max_p99_seconds:
         reasons.append(f"p99 {p99 * 1000:.1f} ms > ceiling {limits.max_p99_seconds * 1000:.1f} ms")
@@ -430,6 +466,7 @@ def main() -> None:
             "p99_tolerance_seconds": {"type": "float", "default": 0.01},
             "max_class_mix_psi": {"type": "float"},
             "expected_share": {"type": "float"},
+            "error_confidence": {"type": "float", "default": 0.95},
             "min_share_fraction": {"type": "float", "default": 0.5},
             "on_too_few_requests": {"type": "str", "default": "rollback", "choices": ["rollback", "promote"]},
             "timeout": {"type": "int", "default": 10},
@@ -441,6 +478,8 @@ def main() -> None:
         module.fail_json(
             msg=f"window must be at least 1 s and max_wait at least window (got {p['window']}, {p['max_wait']})"
         )
+    if not 0.5 <= p["error_confidence"] < 1:
+        module.fail_json(msg=f"error_confidence must be at least 0.5 and below 1 (got {p['error_confidence']})")
     limits = Thresholds(
         min_requests=p["min_requests"],
         max_error_ratio=p["max_error_ratio"],
@@ -451,6 +490,7 @@ def main() -> None:
         on_too_few_requests=p["on_too_few_requests"],
         max_class_mix_psi=p["max_class_mix_psi"],
         expected_share=p["expected_share"],
+        error_z=z_of(p["error_confidence"]),
         min_share_fraction=p["min_share_fraction"],
     )
     try:

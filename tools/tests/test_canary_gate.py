@@ -43,10 +43,39 @@ def test_errors_over_the_ceiling_or_over_the_baseline_roll_back() -> None:
     assert verdict == "rollback"
     assert reasons == ["5xx ratio 2.00% > ceiling 1.00%"]
     noisy_baseline = failing(1000, 2, p99_seconds=0.004, targets=2, ready=True)
-    worse = failing(1000, 9, p99_seconds=0.004, targets=1, ready=True)
+    worse = failing(1000, 30, p99_seconds=0.004, targets=1, ready=True)
     verdict, reasons = judge(worse, noisy_baseline, Thresholds(max_error_ratio=0.05, max_error_ratio_increase=0.005))
     assert verdict == "rollback"
-    assert reasons == ["error ratio 0.90% > baseline 0.20% + 0.50%"]
+    assert reasons == [
+        "error ratio 3.00% > baseline 0.20% + 0.50% (one-sided z 4.1 >= 1.65; 30 of 1000 against 2 of 1000)"
+    ]
+
+
+def test_an_excess_of_errors_must_hold_statistically() -> None:
+    baseline = failing(1000, 2, p99_seconds=0.004, targets=2, ready=True)
+    limits = Thresholds(max_error_ratio=0.05, max_error_ratio_increase=0.005)
+    # 0.9 % against 0.2 %: over the allowed 0.5 points, but 9 errors in 1,000 do not show it (z 0.6).
+    noise = failing(1000, 9, p99_seconds=0.004, targets=1, ready=True)
+    assert gate.excess_z(noise, baseline, 0.005) == pytest.approx(0.6, abs=0.05)
+    assert judge(noise, baseline, limits) == ("promote", [])
+    # The same ratio over ten times the requests does (z 2.5).
+    sustained = failing(10000, 90, p99_seconds=0.004, targets=1, ready=True)
+    assert judge(sustained, failing(10000, 20, p99_seconds=0.004, targets=2, ready=True), limits)[0] == "rollback"
+    # No error on either side: no excess, whatever the numbers.
+    assert gate.excess_z(HEALTHY, HEALTHY, 0.005) == -math.inf
+    # A stricter confidence needs a clearer excess.
+    assert (
+        judge(worse_than(baseline), baseline, Thresholds(max_error_ratio=0.05, error_z=gate.z_of(0.999)))[0]
+        == "promote"
+    )
+    assert gate.z_of(0.95) == pytest.approx(1.645, abs=1e-3)
+    with pytest.raises(ValueError, match="error_confidence"):
+        gate.z_of(1.0)
+
+
+def worse_than(baseline: Stats) -> Stats:
+    """A canary 2 points worse than ``baseline`` on 400 requests: significant at 95 %, not at 99.9 %."""
+    return failing(400, baseline.error_ratio * 400 + 10, p99_seconds=0.004, targets=1, ready=True)
 
 
 def test_4xx_are_judged_against_the_baseline_not_the_ceiling() -> None:
@@ -57,7 +86,10 @@ def test_4xx_are_judged_against_the_baseline_not_the_ceiling() -> None:
     # A model that refuses what the old one answered: its clients' 4xx jump against the baseline's.
     refusing = Stats(requests=500, errors=150, p99_seconds=0.004, targets=1, ready=True)
     verdict, reasons = judge(refusing, sloppy_clients, Thresholds(max_error_ratio=0.01))
-    assert (verdict, reasons) == ("rollback", ["error ratio 30.00% > baseline 3.00% + 0.50%"])
+    assert verdict == "rollback"
+    assert reasons == [
+        "error ratio 30.00% > baseline 3.00% + 0.50% (one-sided z 12.5 >= 1.65; 150 of 500 against 30 of 1000)"
+    ]
 
 
 def test_p99_over_the_ceiling_or_much_slower_than_the_baseline_rolls_back() -> None:
