@@ -108,6 +108,11 @@ def load(name: str, seconds: float = 900) -> Iterator[LoadResult]:
         print(f"{name}: {result.summary()}")
 
 
+def in_service() -> int:
+    """App hosts the balancer sends requests to: ready, and passing its health checks."""
+    return playbook("playbooks/status.yml").stdout.count("state ready, weight 100, health up")
+
+
 def assert_clean(result: LoadResult) -> None:
     """Not one failed request, for either kind of client, and both kinds were there all along."""
     clients = result.by_client()
@@ -353,6 +358,8 @@ def test_killed_host_is_routed_around_and_replaced() -> None:
     with load("host-killed") as result:
         docker("kill", victim)
         took = wait_for(lambda: len(served_versions()) == 2, 90, "two hosts serving again")
+        # Replaced means back in service at the balancer: its health checks passed (what the next test needs).
+        wait_for(lambda: in_service() == 2, 60, "two hosts in service at the balancer")
         time.sleep(3)
     print(f"back to 2 hosts {took:.0f} s after the kill")
     assert_clean(result)
@@ -368,6 +375,7 @@ def test_host_whose_service_stopped_is_routed_around_and_healed() -> None:
             120,
             f"{victim} healed",
         )
+        wait_for(lambda: in_service() == 2, 60, "two hosts in service at the balancer")
         time.sleep(3)
     print(f"{victim} serving again {took:.0f} s after its service stopped")
     assert_clean(result)
