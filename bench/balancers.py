@@ -92,7 +92,10 @@ print(json.dumps({"clients": r.by_client(), "failures": r.failures, "seconds": r
 
 
 def sh(*args: str, check: bool = True) -> str:
-    return subprocess.run(args, capture_output=True, text=True, check=check).stdout
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)[:200]} failed: {done.stderr[-2000:]}")
+    return done.stdout
 
 
 def dexec(script: str, check: bool = True) -> str:
@@ -114,12 +117,14 @@ def set_up() -> None:
     sh("docker", "cp", str(ROOT / "bench" / "load.py"), f"{CONTAINER}:/usr/local/lib/load.py")
     for port in PORTS:
         dexec(f"systemd-run --unit upstream-{port} python3 /usr/local/bin/upstream {port}")
+    dexec("rm -f /etc/nginx/sites-enabled/default; systemctl stop nginx")  # Debian's default site holds port 80
     servers = "\n".join(f"    server s{p} 127.0.0.1:{p} disabled" for p in PORTS)
     dexec(f"cat > /etc/haproxy/haproxy.cfg <<'EOF'\n{HAPROXY_CFG.format(servers=servers)}\nEOF")
     dexec(
         "mkdir -p /etc/systemd/system/haproxy.service.d; printf '[Service]\\nBindReadOnlyPaths=\\n' > "
         "/etc/systemd/system/haproxy.service.d/bench.conf; touch /var/lib/haproxy/server-state; "
-        "systemctl daemon-reload; systemctl reset-failed haproxy; systemctl restart haproxy"
+        "systemctl daemon-reload; systemctl reset-failed haproxy || true; systemctl restart haproxy "
+        "|| { journalctl -u haproxy -n 20 --no-pager >&2; exit 1; }"
     )
     nginx_change(PLANS[0])
     dexec("rm -f /etc/nginx/sites-enabled/default; systemctl restart nginx")
