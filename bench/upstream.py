@@ -3,8 +3,9 @@
 
 GET answers 200 with the POSTs it has received (``{"status": "ready", "posts": N}``); a POST answers
 ``{"model_version": "PORT"}``, after ``?sleep=SECONDS``; ``?answer=502`` (or any status) answers that
-status, ``?answer=close`` closes the connection without a byte of answer. Standard library only: it runs
-on the project's bare base image.
+status, ``?answer=close`` closes the connection without a byte of answer. ``upstream.py PORT draining``
+stands in for a process that drains: GET answers 503 (what /ready says while draining), POSTs are still
+answered. Standard library only: it runs on the project's bare base image.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 8101
+DRAINING = sys.argv[2:3] == ["draining"]
 COUNT = {"post": 0}
 
 
@@ -31,6 +33,9 @@ class Upstream(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
+        if DRAINING:
+            self.send(503, json.dumps({"error": "draining", "posts": COUNT["post"]}).encode())
+            return
         self.send(200, json.dumps({"status": "ready", "posts": COUNT["post"]}).encode())
 
     def do_POST(self) -> None:

@@ -179,6 +179,27 @@ def test_sigterm_finishes_in_flight_request_and_refuses_new_ones(live, artifact,
     assert '"event": "stopped"' in service.log().replace('":"', '": "')
 
 
+def test_draining_process_answers_and_closes_kept_alive_connections(live, artifact, instance) -> None:
+    # A proxy that keeps connections to the process must not be left holding an idle one when the process
+    # closes: while draining, each answer says Connection: close and the connection is closed after it.
+    service = live(artifact, drain_seconds="5.0")
+    request = _request_bytes(json.dumps(instance).encode())
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as kept:
+        kept.sendall(request)
+        status, _ = _read_response(kept)
+        assert status == 200
+        service.signal(signal.SIGTERM)
+        wait_for(lambda: requests.get(service.url + "/ready", timeout=5).status_code == 503)  # draining now
+        kept.sendall(request)  # the same connection, inside the drain window: still answered
+        data = b""
+        while chunk := kept.recv(65536):  # ends when the process closes the connection
+            data += chunk
+    head = data.partition(b"\r\n\r\n")[0].decode()
+    assert head.startswith("HTTP/1.1 200"), head
+    assert "connection: close" in head.lower(), head
+    assert service.proc.wait(30) == 0
+
+
 @pytest.mark.parametrize("declared", [2_001, 200 * 1024 * 1024])
 def test_body_over_the_limit_is_refused_early_in_json(live, artifact, declared) -> None:
     service = live(artifact, max_body_bytes="2000")

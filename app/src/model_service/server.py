@@ -13,7 +13,7 @@ from typing import Any
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
-from waitress.task import ErrorTask
+from waitress.task import ErrorTask, WSGITask
 
 from .config import Settings
 from .contract import BODY_TOO_LARGE
@@ -55,6 +55,20 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class DrainingTask(WSGITask):
+    """An answer that closes its connection once the process is shutting down.
+
+    A proxy that keeps connections to the process must not be left holding an idle one when the process
+    closes them all at the end of its drain: a request it sends on one just then is lost. While draining,
+    each answer carries ``Connection: close`` and its connection is closed after it.
+    """
+
+    def build_response_header(self) -> bytes:
+        if getattr(self.channel.server, "draining", False):
+            self.set_close_on_finish()
+        return bytes(super().build_response_header())
+
+
 class JsonErrorChannel(HTTPChannel):
     """A channel that, after refusing a body over the limit, reads and drops what the client still sends.
 
@@ -68,6 +82,7 @@ class JsonErrorChannel(HTTPChannel):
     """
 
     error_task_class = JsonErrorTask
+    task_class = DrainingTask
     LINGER_BYTES = 64 * 1024 * 1024
     LINGER_SECONDS = 10.0
     linger_after_close = False
@@ -209,6 +224,7 @@ class Service:
     def drain(self) -> None:
         """Readiness 503, wait drain_seconds, stop accepting, let in-flight requests finish, stop."""
         sd_notify("STOPPING=1")
+        self.server.draining = True  # before /ready says so: whoever sees the 503 finds answers closing
         self.state.start_draining()
         time.sleep(self.settings.drain_seconds)
         self.server.trigger.pull_trigger(self._stop_accepting)

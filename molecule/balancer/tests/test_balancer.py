@@ -128,6 +128,40 @@ def test_only_requests_no_host_processed_are_sent_again(host):
         assert posts_seen(host) - before == 4, query
 
 
+# One client connection, two POSTs of SIZE bytes; each body is sent after its headers, apart, as Python's
+# http.client sends them (here 50 ms apart, so that the body always comes after HAProxy read the headers).
+KEPT_ALIVE_CLIENT = """
+import http.client, json, sys, time
+body = b"{" + b" " * (int(sys.argv[1]) - 2) + b"}"
+connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+statuses = []
+for query in ("", "?answer=503"):
+    connection.putrequest("POST", "/predict" + query)
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders()
+    time.sleep(0.05)
+    connection.send(body)
+    response = connection.getresponse()
+    response.read()
+    statuses.append(response.status)
+print(json.dumps(statuses))
+"""
+
+
+def test_a_request_on_a_kept_alive_connection_is_sent_again_too(host):
+    """A 503 to the second request on a kept-alive client connection is resent like any other, a batch of
+    40 KB too: HAProxy waits for the whole request (up to its 64 KB buffer) before it sends it, so it still
+    holds all of it to send again."""
+    pool(host, servers={A: 100})
+    host.check_output(f"cat > /root/kept-alive-client.py <<'EOF'\n{KEPT_ALIVE_CLIENT}\nEOF")
+    for size in (2, 2, 40_000):
+        before = posts_seen(host)
+        statuses = json.loads(host.check_output(f"python3 /root/kept-alive-client.py {size}"))
+        assert statuses == [200, 503]
+        assert posts_seen(host) - before == 1 + (1 + 3), f"the 503 to a {size}-byte request was not sent again"
+
+
 def test_no_request_fails_across_twenty_changes(host):
     """Twenty changes (weights, drains, hosts in and out) under both kinds of client, every request counted."""
     pool(host, servers={A: 100, B: 100})

@@ -90,6 +90,27 @@ def test_a_prediction_whose_process_died_is_not_sent_to_another(host):
     assert all(status in (200, 502) for status, _, _ in answers), answers
 
 
+def test_a_draining_process_keeps_serving_predictions_while_probes_see_it_draining(host):
+    """Every process draining: /ready answers their 503 (the balancer takes the host out), and predictions
+    are still answered by them; a probe's 503 does not take a process out of the prediction pool."""
+    host.check_output("systemctl stop echo-upstream")
+    for port in (8001, 8002):
+        host.check_output(f"systemd-run --unit upstream-{port} --collect /usr/local/bin/upstream {port} draining")
+    try:
+        time.sleep(1.5)  # also lets the per-client rate limit (5/s, burst 5) refill
+        for _ in range(3):
+            time.sleep(0.5)
+            status, _, body = curl(host, "http://127.0.0.1/ready")
+            assert status == 503, body
+            assert json.loads(body)["error"] == "draining"
+            status, _, body = curl(host, "-X POST -d '{}' http://127.0.0.1/predict")
+            assert status == 200, body
+    finally:
+        host.run("systemctl stop upstream-8001 upstream-8002")
+        host.check_output("systemd-run --unit echo-upstream /usr/local/bin/echo-upstream")
+        time.sleep(1)
+
+
 def test_body_over_limit_gets_json_413(host):
     status, headers, body = curl(
         host, "-X POST --data-binary @/etc/ssl/certs/ca-certificates.crt http://127.0.0.1/predict"
