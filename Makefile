@@ -16,8 +16,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MODELFLEET_BASE_IMAGE := $(BASE_IMAGE)
 TIMED := tools/timed
 
-.PHONY: help setup venv tools docker base-image lint unit molecule fleet-test aws-test test site release rollback status load teardown clean \
-  aws-emulated aws-emulated-down bench fixtures lane-unit lane-molecule lane-molecule-a lane-molecule-b lane-fleet lane-aws
+.PHONY: help setup venv tools docker base-image lint unit molecule fleet-test aws-test test site release plan rollback status load teardown clean \
+  aws-emulated aws-emulated-down aws-smoke bench fixtures lane-unit lane-molecule lane-molecule-a lane-molecule-b lane-fleet lane-aws
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -80,9 +80,9 @@ lane-molecule-a:
 lane-molecule-b:
 	@$(MAKE) --no-print-directory lane-molecule SCENARIOS="$(filter-out $(MOLECULE_LANE_A),$(SCENARIOS))"
 lane-fleet:
-	@$(TIMED) fleet pytest -p no:cacheprovider -v -s molecule/fleet
+	@$(TIMED) fleet pytest -p no:cacheprovider -v -s --durations=0 molecule/fleet
 lane-aws:
-	@$(TIMED) aws pytest -p no:cacheprovider -v molecule/aws
+	@$(TIMED) aws pytest -p no:cacheprovider -v --durations=0 molecule/aws
 
 # Lanes run side by side, each under its own time limit (tools/lane) with its output in build/ci/LANE.log,
 # shown as each lane ends. They share no container, network, port, wheelhouse or state directory; the
@@ -117,6 +117,10 @@ release: setup ## Release a new model (MODEL=PATH) or code release (RELEASE=NAME
 	@$(TIMED) release ansible-playbook -i $(INVENTORY) playbooks/release.yml \
 	  $(if $(MODEL),-e model_service_model_src=$(abspath $(MODEL))) $(if $(RELEASE),-e model_service_release=$(RELEASE))
 
+plan: setup ## What a release of MODEL=PATH (or RELEASE=NAME) would do, step by step; changes nothing
+	@$(TIMED) plan ansible-playbook -i $(INVENTORY) playbooks/plan.yml \
+	  $(if $(MODEL),-e model_service_model_src=$(abspath $(MODEL))) $(if $(RELEASE),-e model_service_release=$(RELEASE))
+
 rollback: setup ## Go back to the image served before (IMAGE=modelfleet/app:TAG for another kept one)
 	@$(TIMED) rollback ansible-playbook -i $(INVENTORY) playbooks/rollback.yml $(if $(IMAGE),-e modelfleet_release_image=$(IMAGE))
 
@@ -148,6 +152,11 @@ aws-emulated: setup ## The AWS stack on an emulator (MODELFLEET_AWS_ENDPOINT, de
 	@$(AWS_EMULATOR_ENV) && $(TIMED) upload-model ansible-playbook -i inventories/prod playbooks/upload_model.yml
 	@$(AWS_EMULATOR_ENV) && $(TIMED) aws-site ansible-playbook -i inventories/prod site.yml
 	@echo "Inspect it: eval \"\$$(tools/aws-emulator.sh env)\"; ansible-inventory -i inventories/prod --graph"
+
+# A real account: refuses unless ARGS names the account of the credentials (its logic is tested on the emulator).
+SMOKE_INVENTORY ?= inventories/staging
+aws-smoke: venv ## A first real deployment, guarded (ARGS="-e modelfleet_aws_smoke_confirm=ACCOUNT"): cost, build, release, rollback, teardown, sweep
+	@$(TIMED) aws-smoke $(VENV)/bin/python tools/aws_smoke.py --inventory $(SMOKE_INVENTORY) $(ARGS)
 
 aws-emulated-down: venv ## Tear the emulated AWS stack down and stop the emulator
 	@$(AWS_EMULATOR_ENV) && $(TIMED) aws-teardown ansible-playbook -i inventories/prod playbooks/teardown.yml \

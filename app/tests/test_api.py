@@ -234,6 +234,26 @@ def test_metrics_content(client, instance) -> None:
     assert "model_service_in_flight_requests" in text
 
 
+def test_cpu_per_request_is_counted_by_route(client, instance) -> None:
+    def cpu(text: str) -> float:
+        found = re.search(r'model_service_request_cpu_seconds_total\{route="/predict"\} ([0-9.e+-]+)', text)
+        assert found, text
+        return float(found.group(1))
+
+    for _ in range(3):  # past the first calls' one-time costs
+        post(client, instance)
+        post(client, {"instances": [instance] * 50})
+    before = cpu(client.get("/metrics").get_data(as_text=True))
+    for _ in range(10):
+        post(client, instance)
+    single = cpu(client.get("/metrics").get_data(as_text=True)) - before
+    for _ in range(10):
+        assert post(client, {"instances": [instance] * 50}).status_code == 200
+    batches = cpu(client.get("/metrics").get_data(as_text=True)) - before - single
+    # Ten requests of 50 rows (the test limit) cost more CPU than ten of one row: the counter follows the work.
+    assert 0 < single < batches, (single, batches)
+
+
 def test_methods_a_client_invents_do_not_become_series(client) -> None:
     for i in range(50):
         assert client.open("/predict", method=f"M{i}").status_code == 405

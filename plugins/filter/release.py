@@ -219,7 +219,10 @@ def status_report(
         )
         canary = last.get("canary") or {}
         if canary:
-            steps = ", ".join(f"{step.get('step')} % {step.get('verdict')}" for step in canary.get("steps", []))
+            steps = ", ".join(
+                f"{step.get('step')} %{' soak' if step.get('soak') else ''} {step.get('verdict')}"
+                for step in canary.get("steps", [])
+            )
             line += f"; canary {canary.get('verdict')}" + (f" (steps: {steps})" if steps else "")
             for side in ("canary", "baseline"):
                 numbers = canary.get(side) or {}

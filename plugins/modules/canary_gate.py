@@ -17,8 +17,9 @@ description:
     and the Open Inference Protocol's C(infer) routes.
   - >-
     The verdict is C(promote) or C(rollback), with the numbers it is based on and the reasons. A
-    verdict is only given once the canary answered O(min_requests) requests; until then the window
-    slides, for at most O(max_wait) seconds, after which O(on_too_few_requests) decides.
+    verdict is only given once the canary and the baseline each answered O(min_requests) requests in the
+    window (data that comes late is waited for); until then the window slides, for at most O(max_wait)
+    seconds, after which O(on_too_few_requests) decides.
   - >-
     The module only reads; acting on the verdict is the playbook's part, so that every provider (the
     local fleet's first batch, a weighted target group on AWS) uses the same judgement.
@@ -53,9 +54,9 @@ options:
     default: 120
   min_requests:
     description: >-
-      Requests the canary must have answered in the window before any verdict. A baseline that answered
-      fewer in the same window is not compared with (the ceilings still apply), and
-      O(on_too_few_requests) decides whether that alone rolls back.
+      Requests the canary and the baseline must each have answered in the window before any verdict
+      (waited for, up to O(max_wait)). A baseline that still answered fewer is not compared with (the
+      ceilings still apply), and O(on_too_few_requests) decides whether that alone rolls back.
     type: int
     default: 200
   max_wait:
@@ -99,6 +100,21 @@ options:
       under this many seconds (noise on fast services).
     type: float
     default: 0.01
+  max_cpu_ratio:
+    description: >-
+      How many times the baseline's CPU time per request the canary's may be (the service's
+      C(model_service_request_cpu_seconds_total) over its requests; see O(cpu_tolerance_seconds)). A release
+      that costs more CPU per request needs more hosts for the same traffic, which its latency does not show
+      while its hosts are lightly loaded (a canary takes a small share). Not compared when either side does
+      not report the metric.
+    type: float
+    default: 1.5
+  cpu_tolerance_seconds:
+    description: >-
+      A canary above O(max_cpu_ratio) is still promoted when it costs less than this many CPU seconds per
+      request more than the baseline (noise on cheap models).
+    type: float
+    default: 0.0005
   max_class_mix_psi:
     description: >-
       When set, also compare the mix of predicted classes: the canary and the baseline answer the same
@@ -204,6 +220,7 @@ class Stats:
     targets: int = 0
     ready: bool = False
     classes: dict[str, float] | None = None
+    cpu_seconds: float | None = None  # CPU time spent on the requests (None: the metric is not reported)
 
     @property
     def error_ratio(self) -> float:
@@ -213,11 +230,18 @@ class Stats:
     def server_error_ratio(self) -> float:
         return self.server_errors / self.requests if self.requests > 0 else 0.0
 
+    @property
+    def cpu_per_request(self) -> float | None:
+        if self.cpu_seconds is None or self.requests <= 0:
+            return None
+        return self.cpu_seconds / self.requests
+
     def as_dict(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "error_ratio": round(self.error_ratio, 6),
             "server_error_ratio": round(self.server_error_ratio, 6),
+            "cpu_per_request_seconds": None if self.cpu_per_request is None else round(self.cpu_per_request, 7),
         }
 
 
@@ -231,6 +255,8 @@ class Thresholds:
     p99_tolerance_seconds: float = 0.01
     on_too_few_requests: str = "rollback"
     max_class_mix_psi: float | None = None
+    max_cpu_ratio: float = 1.5
+    cpu_tolerance_seconds: float = 0.0005
     expected_share: float | None = None  # percent
     error_z: float = 1.645  # one-sided 95 %
     min_share_fraction: float = 0.5
@@ -317,6 +343,19 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
                 f"p99 {p99 * 1000:.1f} ms > {limits.max_p99_ratio:g} x baseline {base * 1000:.1f} ms"
                 f" ({(p99 - base) * 1000:.1f} ms slower; tolerance {limits.p99_tolerance_seconds * 1000:.0f} ms)"
             )
+    cpu, base_cpu = canary.cpu_per_request, baseline.cpu_per_request
+    costlier = (
+        compare
+        and cpu is not None
+        and base_cpu is not None
+        and cpu > base_cpu * limits.max_cpu_ratio
+        and cpu - base_cpu > limits.cpu_tolerance_seconds
+    )
+    if costlier:
+        reasons.append(
+            f"CPU per request {cpu * 1000:.2f} ms > {limits.max_cpu_ratio:g} x baseline {base_cpu * 1000:.2f} ms: "
+            f"the same traffic would need {cpu / base_cpu if base_cpu > 0 else math.inf:.1f} x the hosts"
+        )
     mix = limits.max_class_mix_psi
     if compare and mix is not None and canary.classes and baseline.classes:
         shift = psi(baseline.classes, canary.classes)
@@ -386,6 +425,7 @@ def observe(
     targets = prom.scalar(f"count(up{_matchers(*base)})", at) or 0
     up = prom.scalar(f"min(min_over_time(up{_matchers(*base)}{span}))", at)
     ready = prom.scalar(f"min(min_over_time(model_service_ready{_matchers(*base)}{span}))", at)
+    cpu = prom.scalar(f"sum(increase(model_service_request_cpu_seconds_total{requests}{span}))", at)
     per_class = None
     if classes:
         found = prom.query(f"sum by (class) (increase(model_service_predictions_total{_matchers(*base)}{span}))", at)
@@ -398,6 +438,7 @@ def observe(
         targets=int(targets),
         ready=up == 1 and ready == 1,
         classes=per_class,
+        cpu_seconds=None if cpu is None else round(cpu, 6),
     )
 
 
@@ -415,24 +456,32 @@ def run_gate(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Watch for ``window`` seconds (longer, up to ``max_wait``, until the canary has enough requests), then judge."""
+    """Watch for ``window`` seconds (longer, up to ``max_wait``, until the canary and the baseline each have
+    enough requests in the window: samples that arrive late are waited for), then judge."""
     started = clock()
     sleep(window)
+    classes = limits.max_class_mix_psi is not None
     while True:
         now = clock()
-        seen = observe(prom, canary, job, route, window, now, limits.max_class_mix_psi is not None)
-        if seen.requests >= limits.min_requests or now - started + poll_interval > max_wait:
+        seen = observe(prom, canary, job, route, window, now, classes)
+        base = observe(prom, baseline, job, route, window, now, classes)
+        enough = seen.requests >= limits.min_requests and base.requests >= limits.min_requests
+        if enough or now - started + poll_interval > max_wait:
             break
         sleep(poll_interval)
-    base = observe(prom, baseline, job, route, window, now, limits.max_class_mix_psi is not None)
     verdict, reasons = judge(seen, base, limits)
     waited = round(clock() - started, 1)
     p99 = "n/a" if seen.p99_seconds is None else f"{seen.p99_seconds * 1000:.1f} ms"
     base_p99 = "n/a" if base.p99_seconds is None else f"{base.p99_seconds * 1000:.1f} ms"
+
+    def cpu(stats: Stats) -> str:
+        per = stats.cpu_per_request
+        return "" if per is None else f", CPU {per * 1000:.2f} ms/request"
+
     summary = (
-        f"{verdict}: canary {seen.requests:.0f} requests, errors {seen.error_ratio:.2%}, p99 {p99}, "
+        f"{verdict}: canary {seen.requests:.0f} requests, errors {seen.error_ratio:.2%}, p99 {p99}{cpu(seen)}, "
         f"{'ready' if seen.ready else 'NOT ready'} ({seen.targets} host(s)); baseline {base.requests:.0f} requests, "
-        f"errors {base.error_ratio:.2%}, p99 {base_p99} ({base.targets} host(s)); over {window} s"
+        f"errors {base.error_ratio:.2%}, p99 {base_p99}{cpu(base)} ({base.targets} host(s)); over {window} s"
         + (f" — {'; '.join(reasons)}" if reasons else "")
     )
     return {
@@ -465,6 +514,8 @@ def main() -> None:
             "max_p99_ratio": {"type": "float", "default": 1.5},
             "p99_tolerance_seconds": {"type": "float", "default": 0.01},
             "max_class_mix_psi": {"type": "float"},
+            "max_cpu_ratio": {"type": "float", "default": 1.5},
+            "cpu_tolerance_seconds": {"type": "float", "default": 0.0005},
             "expected_share": {"type": "float"},
             "error_confidence": {"type": "float", "default": 0.95},
             "min_share_fraction": {"type": "float", "default": 0.5},
@@ -489,6 +540,8 @@ def main() -> None:
         p99_tolerance_seconds=p["p99_tolerance_seconds"],
         on_too_few_requests=p["on_too_few_requests"],
         max_class_mix_psi=p["max_class_mix_psi"],
+        max_cpu_ratio=p["max_cpu_ratio"],
+        cpu_tolerance_seconds=p["cpu_tolerance_seconds"],
         expected_share=p["expected_share"],
         error_z=z_of(p["error_confidence"]),
         min_share_fraction=p["min_share_fraction"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -166,8 +167,116 @@ def test_a_canary_that_got_far_less_than_its_share_is_rolled_back() -> None:
     )
 
 
+def test_a_canary_that_costs_more_cpu_per_request_is_rolled_back_even_when_fast() -> None:
+    # As fast as the baseline on its lightly loaded host, but 3 ms of CPU per request against 1 ms: the
+    # same traffic would need three times the hosts.
+    baseline = Stats(requests=1000, p99_seconds=0.004, targets=2, ready=True, cpu_seconds=1.0)
+    costly = Stats(requests=500, p99_seconds=0.004, targets=1, ready=True, cpu_seconds=1.5)
+    verdict, reasons = judge(costly, baseline, Thresholds())
+    assert verdict == "rollback"
+    assert reasons == ["CPU per request 3.00 ms > 1.5 x baseline 1.00 ms: the same traffic would need 3.0 x the hosts"]
+    # Within the ratio, or above it by less than the tolerance (cheap models are noisy): promoted.
+    assert judge(Stats(requests=500, targets=1, ready=True, cpu_seconds=0.7), baseline, Thresholds())[0] == "promote"
+    cheap = Stats(requests=1000, targets=2, ready=True, cpu_seconds=0.1)  # 0.1 ms per request
+    assert judge(Stats(requests=500, targets=1, ready=True, cpu_seconds=0.15), cheap, Thresholds())[0] == "promote"
+    assert judge(costly, baseline, Thresholds(max_cpu_ratio=4))[0] == "promote"
+
+
+def test_cpu_is_not_compared_without_the_metric_or_enough_baseline_traffic() -> None:
+    baseline = Stats(requests=1000, targets=2, ready=True, cpu_seconds=1.0)
+    costly = Stats(requests=500, targets=1, ready=True, cpu_seconds=5.0)
+    # A release before the metric existed (either side): nothing to compare, no verdict from it.
+    assert judge(Stats(requests=500, targets=1, ready=True), baseline, Thresholds()) == ("promote", [])
+    assert judge(costly, Stats(requests=1000, targets=2, ready=True), Thresholds()) == ("promote", [])
+    idle = Stats(requests=3, targets=2, ready=True, cpu_seconds=0.003)
+    assert judge(costly, idle, Thresholds(on_too_few_requests="promote")) == ("promote", [])
+    assert Stats(requests=0, cpu_seconds=0.0).cpu_per_request is None
+
+
 def test_a_canary_prometheus_does_not_see_is_rolled_back() -> None:
     assert judge(Stats(), HEALTHY, Thresholds()) == ("rollback", ["no canary target is scraped by Prometheus"])
+
+
+class LatePrometheus:
+    """Prometheus's answers as a function of the time asked about: each side answers ``rate`` requests a
+    second from its own start on (``arrives``, seconds after the gate starts), with ``errors`` of them
+    failing (5xx). Data that comes late is what a canary joining mid-window or a slow scrape looks like."""
+
+    def __init__(self, arrives: dict[str, float], errors: dict[str, float] | None = None, rate: float = 10) -> None:
+        self.arrives, self.errors, self.rate = arrives, errors or {}, rate
+        self.asked: list[float] = []
+
+    def scalar(self, promql: str, at: float | None = None) -> float | None:
+        assert at is not None
+        self.asked.append(at)
+        side = "canary" if 'release="c"' in promql else "baseline"
+        span = re.search(r"\[(\d+)s\]", promql)
+        window = int(span.group(1)) if span else 0
+        seconds = max(0.0, at - max(self.arrives[side], at - window))
+        requests = self.rate * seconds
+        failed = requests * self.errors.get(side, 0.0)
+        if "histogram_quantile" in promql:
+            return 0.004 if requests else None
+        if "count(up" in promql or "min_over_time" in promql:
+            return 1
+        if "request_cpu_seconds" in promql:
+            return requests * 0.001
+        if 'status=~"5..' in promql or 'status=~"[45]' in promql:
+            return failed
+        return requests
+
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, object]]:
+        return []
+
+
+def _late_gate(prom: LatePrometheus, **limits: object) -> dict[str, object]:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    return gate.run_gate(
+        prom,  # type: ignore[arg-type]
+        'release="c"',
+        'release!="c"',
+        Thresholds(min_requests=200, **limits),  # type: ignore[arg-type]
+        window=60,
+        max_wait=300,
+        poll_interval=5,
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
+
+
+def test_a_canary_whose_data_comes_late_is_waited_for_and_judged_on_it() -> None:
+    # The canary's requests start 50 s in: at 60 s it has 100 of the 200 needed; the gate waits for them
+    # and judges the failing canary it then sees.
+    result = _late_gate(LatePrometheus({"canary": 50, "baseline": 0}, {"canary": 0.05}))
+    assert result["verdict"] == "rollback", result["summary"]
+    assert "5xx ratio" in " ".join(result["reasons"])  # type: ignore[arg-type]
+    assert result["canary"]["requests"] >= 200  # type: ignore[index]
+    assert 70 <= result["waited"] <= 80
+
+
+def test_a_baseline_whose_data_comes_late_is_waited_for_too() -> None:
+    # The canary has its requests at once; the baseline's come 45 s in. The gate compares only once both
+    # have enough, rather than judging against a baseline it cannot compare with.
+    result = _late_gate(LatePrometheus({"canary": 0, "baseline": 45}))
+    assert result["verdict"] == "promote", result["summary"]
+    assert result["baseline"]["requests"] >= 200  # type: ignore[index]
+    assert result["waited"] >= 60
+
+
+def test_data_that_never_comes_is_judged_by_the_no_data_rule_at_the_deadline() -> None:
+    never = LatePrometheus({"canary": 1e9, "baseline": 0})
+    result = _late_gate(never)
+    assert result["verdict"] == "rollback"
+    assert result["reasons"] == ["too few requests to judge: 0 < 200"]
+    assert 295 <= result["waited"] <= 300, "the gate gave up at max_wait, not before"
+    promoted = _late_gate(LatePrometheus({"canary": 1e9, "baseline": 0}), on_too_few_requests="promote")
+    assert promoted["verdict"] == "promote"
+    # Every question was about a time the gate had reached: nothing judged ahead of its data.
+    assert max(never.asked) <= 300
 
 
 # --- against a real Prometheus ---------------------------------------------------------------------
@@ -189,9 +298,10 @@ class Host:
         mix: tuple[float, float] = (0.5, 0.5),
         route: str = "/predict",
         error_status: str = "500",
+        cpu: float = 0.001,
     ) -> None:
         self.release, self.rate, self.error_ratio, self.latency, self.ready = release, rate, error_ratio, latency, ready
-        self.mix, self.route, self.error_status = mix, route, error_status
+        self.mix, self.route, self.error_status, self.cpu = mix, route, error_status, cpu
         self.started = time.monotonic()
 
     def render(self) -> str:
@@ -203,6 +313,7 @@ class Host:
             f'model_service_requests_total{{route="{route}",method="POST",status="{self.error_status}"}} {bad:.3f}',
             f'model_service_requests_total{{route="/health",method="GET",status="200"}} {n * 10:.3f}',
             f'model_service_ready{{pid="1"}} {self.ready}',
+            f'model_service_request_cpu_seconds_total{{route="{route}"}} {n * self.cpu:.6f}',
         ]
         for label, share in zip(("1", "2"), self.mix, strict=True):
             lines.append(f'model_service_predictions_total{{model="m",version="1",class="{label}"}} {n * share:.3f}')
@@ -231,6 +342,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gate.Promet
         "good": Host("r2-good", rate=20, error_ratio=0.0, latency=0.004),
         "slow": Host("r2-slow", rate=20, error_ratio=0.0, latency=0.2),
         "failing": Host("r2-failing", rate=20, error_ratio=0.2, latency=0.004),
+        # As fast, but six times the CPU per request.
+        "costly": Host("r2-costly", rate=20, error_ratio=0.0, latency=0.004, cpu=0.006),
         "idle": Host("r2-idle", rate=0.5, error_ratio=0.0, latency=0.004),
         "shifted": Host("r2-shifted", rate=20, error_ratio=0.0, latency=0.004, mix=(0.95, 0.05)),
         # A model that broke the input contract: a share of its clients' rows is refused with 422.
@@ -314,6 +427,16 @@ def test_real_prometheus_promotes_a_healthy_canary(prometheus: gate.Prometheus) 
     assert result["canary"]["requests"] >= 50
     assert 0.0025 < result["canary"]["p99_seconds"] <= 0.005
     assert result["summary"].startswith("promote: canary ")
+    assert 0.0008 < result["canary"]["cpu_per_request_seconds"] < 0.0012
+
+
+def test_real_prometheus_rolls_back_a_canary_that_costs_more_cpu(prometheus: gate.Prometheus) -> None:
+    result = _run(prometheus, "r2-costly")
+    assert result["verdict"] == "rollback", result["summary"]
+    assert 0.005 < result["canary"]["cpu_per_request_seconds"] < 0.007
+    assert 0.0008 < result["baseline"]["cpu_per_request_seconds"] < 0.0012
+    assert [r for r in result["reasons"] if r.startswith("CPU per request ")], result["reasons"]
+    assert "CPU 6.00 ms/request" in result["summary"]
 
 
 def test_real_prometheus_rolls_back_a_slow_canary(prometheus: gate.Prometheus) -> None:

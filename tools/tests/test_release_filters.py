@@ -136,7 +136,11 @@ def test_the_status_says_what_each_host_serves_who_holds_the_lease_and_the_last_
                 "verdict": "promote",
                 "canary": {"requests": 500.0, "error_ratio": 0.0, "p99_seconds": 0.0042},
                 "baseline": {"requests": 1500.0, "error_ratio": 0.001, "p99_seconds": None},
-                "steps": [{"step": 10.0, "verdict": "promote"}, {"step": 50.0, "verdict": "promote"}],
+                "steps": [
+                    {"step": 10.0, "verdict": "promote"},
+                    {"step": 50.0, "verdict": "promote", "soak": False},
+                    {"step": 50.0, "verdict": "promote", "soak": True},
+                ],
             },
         },
     ]
@@ -150,8 +154,8 @@ def test_the_status_says_what_each_host_serves_who_holds_the_lease_and_the_last_
         "app-11: app:1-b (release 1, model 2.0.0); state ready, weight 100, health up",
         "lease held by release.yml of ops@ctl (pid 42) since 1970-01-01T00:00:00Z, until 1970-01-01T02:00:00Z",
         "last change: release succeeded at 2026-12-04T10:00:00Z, app:1-b; canary promote (steps: 10.0 % promote, "
-        "50.0 % promote); canary 500 requests, errors 0.00%, p99 4.2 ms; baseline 1500 requests, errors 0.10%, "
-        "p99 n/a",
+        "50.0 % promote, 50.0 % soak promote); canary 500 requests, errors 0.00%, p99 4.2 ms; "
+        "baseline 1500 requests, errors 0.10%, p99 n/a",
     ]
 
 

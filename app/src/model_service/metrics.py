@@ -49,6 +49,14 @@ class Metrics:
             registry=r,
         )
         self.rows = Counter("model_service_rows_predicted", "Rows (instances) predicted.", registry=r)
+        # CPU per request (with model_service_requests_total): what a release costs in hosts for the same
+        # traffic, which latency alone does not show on a lightly loaded host. The canary gate compares it.
+        self.cpu = Counter(
+            "model_service_request_cpu_seconds",
+            "CPU time the threads answering requests spent on them, by route.",
+            ["route"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "model_service_in_flight_requests", "Requests being answered now.", registry=r, multiprocess_mode="livesum"
         )

@@ -68,9 +68,11 @@ class ServiceApp:
         self._access_log = AccessLog() if settings.access_log else None
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._latencies: dict[str, Any] = {}
+        self._cpu: dict[str, Any] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
+        cpu_started = time.thread_time()  # this thread's CPU time: the request's own, whatever else runs
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         environ[REQUEST_ID] = request_id
@@ -92,6 +94,7 @@ class ServiceApp:
             return self._flask(environ, start)
         finally:
             self._account(environ, method, path, answered[-1] if answered else 500, started, request_id)
+            self._charge_cpu(environ, time.thread_time() - cpu_started)
 
     def _answer(
         self, environ: dict[str, Any], start: StartResponse, path: str, infer: re.Match[str] | None
@@ -183,6 +186,13 @@ class ServiceApp:
             headers[0] = ("Content-Type", "application/octet-stream")
             headers.append((c.V2_BINARY_HEADER, str(json_length)))
         return body
+
+    def _charge_cpu(self, environ: dict[str, Any], seconds: float) -> None:
+        route = environ.get("model_service.route", "unmatched")
+        cpu = self._cpu.get(route)
+        if cpu is None:
+            cpu = self._cpu[route] = self._metrics.cpu.labels(route=route)
+        cpu.inc(max(seconds, 0.0))
 
     def _account(
         self, environ: dict[str, Any], method: str, path: str, status: int, started: float, request_id: str
