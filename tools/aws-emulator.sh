@@ -46,6 +46,8 @@ case ${1:-start} in
     # Fake credentials and the endpoint, for boto3, the aws CLI and the aws_ec2 inventory.
     echo "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1"
     echo "export AWS_ENDPOINT_URL=$endpoint MODELFLEET_AWS_ENDPOINT=$endpoint"
+    # The aws_ec2 inventory's cache apart from a real account's (ansible.cfg, fact_caching_connection).
+    echo "export ANSIBLE_INVENTORY_CACHE_CONNECTION=$PWD/.cache/inventory-emulated"
     ;;
   *)
     echo "usage: $0 start|stop|env" >&2

@@ -30,6 +30,37 @@ small wrapper around one moto method, so what moto does otherwise is unchanged.
    "Changes that I make are not always immediately visible" (IAM is eventually consistent:
    https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html). moto accepts it at once.
 
+4. A load balancer has a network interface in each of its subnets (description ``ELB app/NAME/ID``, as
+   AWS names them), and they stay for MODELFLEET_EMULATOR_ENI_LINGER_SECONDS (default 5) after the load
+   balancer is deleted. Meanwhile the VPC's internet gateway cannot be detached, and their subnets and
+   security groups cannot be deleted (DependencyViolation). AWS: "After you delete a load balancer, it
+   can take several minutes for its network interfaces to be deleted" (Elastic Load Balancing user
+   guide, troubleshooting) and DeleteSubnet / DeleteSecurityGroup / DetachInternetGateway answer
+   DependencyViolation while an interface uses them (EC2 API Reference, error codes:
+   https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html). moto makes no interface
+   for a load balancer and deletes subnets and groups whatever uses them.
+
+5. Targets are health-checked, not healthy on arrival: a target of a group that a listener forwards to is
+   ``initial`` (reason ``Elb.InitialHealthChecking``) for MODELFLEET_EMULATOR_INITIAL_HEALTH_SECONDS
+   (default 2) from the first look at it in use, as AWS sends the healthy threshold's checks first; and a
+   deregistered target is ``draining`` (``Target.DeregistrationInProgress``) for its group's
+   ``deregistration_delay.timeout_seconds`` before it is gone (Application Load Balancers guide, "Target
+   health states" and "Deregistration delay"). moto reports a target healthy at once and forgets a
+   deregistered one at once.
+
+6. An instance type is started only in an availability zone that offers it: RunInstances (also from an
+   Auto Scaling Group) in a subnet of a zone whose offerings (moto carries AWS' DescribeInstanceTypeOfferings
+   data) lack the type answers ``Unsupported``: "Your requested instance type (t3.small) is not supported
+   in your requested Availability Zone (us-east-1e)", as AWS does. moto starts any type anywhere.
+
+7. AWS managed policies exist (``arn:aws:iam::aws:policy/...``, for example AmazonSSMManagedInstanceCore,
+   which the instance roles take with Session Manager as the access path): moto loads them only with
+   MOTO_IAM_LOAD_MANAGED_POLICIES=true, which the launcher sets, and otherwise refuses to attach them.
+
+8. The account has an On-Demand vCPU quota: Service Quotas answers for EC2's "Running On-Demand Standard
+   (A, C, D, H, I, M, R, T, Z) instances" (L-1216C47A) with MODELFLEET_EMULATOR_EC2_VCPU_QUOTA vCPUs
+   (default 32). moto knows no EC2 quota (only VPC's) and refuses the question.
+
 The patches check the moto internals they wrap exist (written against moto 5.2.5) and refuse to start
 otherwise: a silently lenient emulator would hide exactly what it is here to show.
 """
@@ -43,6 +74,13 @@ from typing import Any
 
 PROVISIONING_SECONDS_ENV = "MODELFLEET_EMULATOR_ALB_PROVISIONING_SECONDS"
 IAM_SECONDS_ENV = "MODELFLEET_EMULATOR_IAM_PROPAGATION_SECONDS"
+ENI_LINGER_SECONDS_ENV = "MODELFLEET_EMULATOR_ENI_LINGER_SECONDS"
+INITIAL_HEALTH_SECONDS_ENV = "MODELFLEET_EMULATOR_INITIAL_HEALTH_SECONDS"
+VCPU_QUOTA_ENV = "MODELFLEET_EMULATOR_EC2_VCPU_QUOTA"
+VCPU_QUOTA_CODE = "L-1216C47A"
+_IN_USE_SINCE: dict[tuple[str, str], float] = {}  # (target group ARN, target id) -> first seen in use (monotonic)
+_DRAINING: dict[str, dict[str, tuple[Any, float]]] = {}  # target group ARN -> target id -> (target, until)
+_LINGERING: dict[str, float] = {}  # network interface id of a deleted load balancer -> when it goes (monotonic)
 _PROFILES_BORN: dict[str, float] = {}  # instance profile name -> when it was created (monotonic)
 _APPLIED = "_modelfleet_strict"
 
@@ -214,18 +252,238 @@ def patch_iam_propagation(seconds: float) -> None:
     AutoScalingBackend.create_auto_scaling_group = create_auto_scaling_group  # type: ignore[method-assign]
 
 
-def apply(provisioning_seconds: float | None = None, iam_seconds: float | None = None) -> None:
-    """Every patch (idempotent); the times from the arguments or the environment (default 3 s each)."""
+def balancer_interfaces(ec2: Any) -> list[Any]:
+    """The network interfaces of load balancers (live or deleted and lingering) in an EC2 backend, after
+    dropping the lingering ones whose time is up."""
+    now = time.monotonic()
+    for eni_id, gone_at in list(_LINGERING.items()):
+        if now >= gone_at and eni_id in ec2.enis:
+            ec2.enis.pop(eni_id)
+            _LINGERING.pop(eni_id)
+    return [eni for eni in ec2.enis.values() if eni.description.startswith("ELB app/")]
+
+
+def patch_lingering_interfaces(seconds: float) -> None:
+    """Load balancers get interfaces that outlive them by ``seconds`` and block their network's deletion."""
+    from moto.ec2.exceptions import DependencyViolationError
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterfaceBackend
+    from moto.ec2.models.internet_gateways import InternetGatewayBackend
+    from moto.ec2.models.security_groups import SecurityGroupBackend
+    from moto.ec2.models.subnets import SubnetBackend
+    from moto.elbv2.models import ELBv2Backend
+
+    create = _need(ELBv2Backend, "create_load_balancer")
+    delete = _need(ELBv2Backend, "delete_load_balancer")
+    listing = _need(NetworkInterfaceBackend, "get_all_network_interfaces")
+    detach = _need(InternetGatewayBackend, "detach_internet_gateway")
+    delete_subnet = _need(SubnetBackend, "delete_subnet")
+    delete_group = _need(SecurityGroupBackend, "delete_security_group")
+    if getattr(create, _APPLIED, False):
+        return
+
+    def create_load_balancer(self: Any, name: str, security_groups: list[str], *a: Any, **k: Any) -> Any:
+        balancer = create(self, name, security_groups, *a, **k)
+        suffix = balancer.arn.split(":loadbalancer/", 1)[-1]  # app/NAME/ID
+        balancer.modelfleet_enis = [
+            self.ec2_backend.create_network_interface(
+                subnet, None, group_ids=list(security_groups or []), description=f"ELB {suffix}"
+            ).id
+            for subnet in balancer.subnets
+        ]
+        return balancer
+
+    def delete_load_balancer(self: Any, arn: str) -> None:
+        balancer = self.load_balancers.get(arn)
+        delete(self, arn)
+        for eni_id in getattr(balancer, "modelfleet_enis", []):
+            _LINGERING[eni_id] = time.monotonic() + seconds
+
+    def get_all_network_interfaces(self: Any, *a: Any, **k: Any) -> Any:
+        balancer_interfaces(self)
+        return listing(self, *a, **k)
+
+    def detach_internet_gateway(self: Any, internet_gateway_id: str, vpc_id: str) -> None:
+        if any(eni.subnet.vpc_id == vpc_id for eni in balancer_interfaces(self)):
+            raise DependencyViolationError(
+                f"Network {vpc_id} has some mapped public address(es). Please unmap those public address(es) "
+                "before detaching the gateway."
+            )
+        detach(self, internet_gateway_id, vpc_id)
+
+    def delete_subnet_in_use(self: Any, subnet_id: str) -> Any:
+        if any(eni.subnet.id == subnet_id for eni in balancer_interfaces(self)):
+            raise DependencyViolationError(f"The subnet '{subnet_id}' has dependencies and cannot be deleted.")
+        return delete_subnet(self, subnet_id)
+
+    def delete_security_group(self: Any, name: str | None = None, group_id: str | None = None) -> None:
+        if group_id and any(group_id in [g.id for g in eni.group_set] for eni in balancer_interfaces(self)):
+            raise DependencyViolationError(f"resource {group_id} has a dependent object")
+        delete_group(self, name=name, group_id=group_id)
+
+    wrappers = (
+        create_load_balancer,
+        delete_load_balancer,
+        get_all_network_interfaces,
+        detach_internet_gateway,
+        delete_subnet_in_use,
+        delete_security_group,
+    )
+    for wrapper in wrappers:
+        setattr(wrapper, _APPLIED, True)
+    ELBv2Backend.create_load_balancer = create_load_balancer  # type: ignore[method-assign]
+    ELBv2Backend.delete_load_balancer = delete_load_balancer  # type: ignore[method-assign]
+    NetworkInterfaceBackend.get_all_network_interfaces = get_all_network_interfaces  # type: ignore[method-assign]
+    InternetGatewayBackend.detach_internet_gateway = detach_internet_gateway  # type: ignore[method-assign]
+    SubnetBackend.delete_subnet = delete_subnet_in_use  # type: ignore[method-assign]
+    SecurityGroupBackend.delete_security_group = delete_security_group  # type: ignore[method-assign]
+
+
+def patch_health_checks(initial_seconds: float) -> None:
+    """Targets in use are ``initial`` for ``initial_seconds``; deregistered ones drain for the group's delay."""
+    from moto.elbv2.models import ELBv2Backend, FakeHealthStatus
+
+    describe = _need(ELBv2Backend, "describe_target_health")
+    deregister = _need(ELBv2Backend, "deregister_targets")
+    if getattr(deregister, _APPLIED, False):
+        return
+
+    def deregister_targets(self: Any, target_group_arn: str, instances: list[dict[str, Any]]) -> None:
+        group = self.target_groups.get(target_group_arn)
+        registered = dict(group.targets) if group is not None else {}
+        deregister(self, target_group_arn, instances)
+        delay = float(group.attributes.get("deregistration_delay.timeout_seconds", 300)) if group else 0.0
+        until = time.monotonic() + delay
+        for instance in instances:
+            if instance["Id"] in registered:
+                _DRAINING.setdefault(target_group_arn, {})[instance["Id"]] = (registered[instance["Id"]], until)
+                _IN_USE_SINCE.pop((target_group_arn, instance["Id"]), None)
+
+    def describe_target_health(self: Any, target_group_arn: str, targets: list[dict[str, Any]]) -> Any:
+        statuses = list(describe(self, target_group_arn, targets))
+        now = time.monotonic()
+        for status in statuses:
+            if status.status != "healthy":
+                continue
+            since = _IN_USE_SINCE.setdefault((target_group_arn, status.instance_id), now)
+            if now - since < initial_seconds:
+                status.status = "initial"
+                status.reason = "Elb.InitialHealthChecking"
+                status.description = "Initial health checks in progress"
+        draining = _DRAINING.get(target_group_arn, {})
+        asked = {t["Id"] for t in targets or []}
+        for target_id, (target, until) in list(draining.items()):
+            if now >= until:
+                draining.pop(target_id)
+            elif not asked or target_id in asked:
+                statuses = [s for s in statuses if s.instance_id != target_id]
+                statuses.append(
+                    FakeHealthStatus(
+                        target_id,
+                        target.get("Port", 80),
+                        None,
+                        "draining",
+                        "Target.DeregistrationInProgress",
+                        "Target deregistration is in progress",
+                    )
+                )
+        return statuses
+
+    for wrapper in (deregister_targets, describe_target_health):
+        setattr(wrapper, _APPLIED, True)
+    ELBv2Backend.deregister_targets = deregister_targets  # type: ignore[method-assign]
+    ELBv2Backend.describe_target_health = describe_target_health  # type: ignore[method-assign]
+
+
+def patch_zone_offerings() -> None:
+    """RunInstances refuses an instance type that the subnet's availability zone does not offer."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.instance_types import InstanceTypeOfferingBackend
+    from moto.ec2.models.instances import InstanceBackend
+
+    run = _need(InstanceBackend, "run_instances")
+    template_of = _need(InstanceBackend, "_get_template_from_args")
+    _need(InstanceTypeOfferingBackend, "describe_instance_type_offerings")
+    if getattr(run, "_modelfleet_offerings", False):
+        return
+
+    def run_instances(self: Any, image_id: str, count: int, user_data: Any, groups: Any, **kwargs: Any) -> Any:
+        instance_type = kwargs.get("instance_type")
+        if kwargs.get("launch_template") and kwargs.get("is_instance_type_default"):
+            instance_type = template_of(self, kwargs["launch_template"]).data.get("InstanceType") or instance_type
+        zone = self.get_subnet(kwargs["subnet_id"]).availability_zone if kwargs.get("subnet_id") else None
+        zone = zone or kwargs.get("placement")
+        if instance_type and zone:
+            offered = self.describe_instance_type_offerings(
+                location_type="availability-zone", filters={"instance-type": [instance_type]}
+            )
+            zones = sorted({o["Location"] for o in offered})
+            if zone not in zones:
+                raise EC2ClientError(
+                    "Unsupported",
+                    f"Your requested instance type ({instance_type}) is not supported in your requested "
+                    f"Availability Zone ({zone}). Please retry your request by not specifying an Availability "
+                    f"Zone or choosing {', '.join(zones)}.",
+                )
+        return run(self, image_id, count, user_data, groups, **kwargs)
+
+    run_instances._modelfleet_offerings = True  # type: ignore[attr-defined]
+    setattr(run_instances, _APPLIED, True)
+    InstanceBackend.run_instances = run_instances  # type: ignore[method-assign]
+
+
+def patch_vcpu_quota(vcpus: float) -> None:
+    """Service Quotas answers for EC2's On-Demand Standard vCPU quota."""
+    from moto.servicequotas.models import ServiceQuotasBackend
+
+    original = _need(ServiceQuotasBackend, "get_service_quota")
+    if getattr(original, _APPLIED, False):
+        return
+
+    def get_service_quota(self: Any, service_code: str, quota_code: str) -> dict[str, Any]:
+        if (service_code, quota_code) == ("ec2", VCPU_QUOTA_CODE):
+            return {
+                "Adjustable": True,
+                "GlobalQuota": False,
+                "QuotaArn": f"arn:aws:servicequotas:{self.region_name}:{self.account_id}:ec2/{VCPU_QUOTA_CODE}",
+                "QuotaCode": VCPU_QUOTA_CODE,
+                "QuotaName": "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
+                "ServiceCode": "ec2",
+                "ServiceName": "Amazon Elastic Compute Cloud (Amazon EC2)",
+                "Unit": "None",
+                "Value": vcpus,
+            }
+        return dict(original(self, service_code, quota_code))
+
+    setattr(get_service_quota, _APPLIED, True)
+    ServiceQuotasBackend.get_service_quota = get_service_quota  # type: ignore[method-assign]
+
+
+def apply(
+    provisioning_seconds: float | None = None,
+    iam_seconds: float | None = None,
+    eni_seconds: float | None = None,
+    initial_seconds: float | None = None,
+) -> None:
+    """Every patch (idempotent); the times from the arguments or the environment (default 3, 3, 5 and 2 s)."""
     if provisioning_seconds is None:
         provisioning_seconds = float(os.environ.get(PROVISIONING_SECONDS_ENV, "3"))
     if iam_seconds is None:
         iam_seconds = float(os.environ.get(IAM_SECONDS_ENV, "3"))
+    if eni_seconds is None:
+        eni_seconds = float(os.environ.get(ENI_LINGER_SECONDS_ENV, "5"))
     patch_unused_target_groups()
     patch_provisioning_load_balancers(provisioning_seconds)
     patch_iam_propagation(iam_seconds)
+    patch_lingering_interfaces(eni_seconds)
+    if initial_seconds is None:
+        initial_seconds = float(os.environ.get(INITIAL_HEALTH_SECONDS_ENV, "2"))
+    patch_health_checks(initial_seconds)
+    patch_zone_offerings()
+    patch_vcpu_quota(float(os.environ.get(VCPU_QUOTA_ENV, "32")))
 
 
 def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     apply()
     from moto.server import main as moto_main
 

@@ -12,6 +12,7 @@ project. Fake credentials; nothing can reach AWS itself.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -56,6 +57,8 @@ def aws_env(endpoint: str = ENDPOINT) -> dict[str, str]:
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ENDPOINT_URL": ENDPOINT,
         "MODELFLEET_AWS_ENDPOINT": endpoint,
+        # The emulator's inventory cache, apart from a real account's (as tools/aws-emulator.sh env sets it).
+        "ANSIBLE_INVENTORY_CACHE_CONNECTION": str(INVENTORY_CACHE),
         "ANSIBLE_VAULT_PASSWORD_FILE": str(ROOT / "molecule" / "shared" / "example-vault-password"),
         "ANSIBLE_NOCOLOR": "1",
     }
@@ -112,6 +115,7 @@ def project_filters() -> list[dict[str, Any]]:
 
 
 PROMETHEUS = ROOT / ".cache" / "prometheus-tools" / "bin" / "prometheus"
+INVENTORY_CACHE = ROOT / ".cache" / "inventory-emulated"
 OTHER_MODEL = WORK / "other-model"
 
 
@@ -243,8 +247,9 @@ def metrics() -> Iterator[tuple[str, Behaviour]]:
         yield found
 
 
-def canary_args(url: str, steps: tuple[int, ...] = (10,)) -> list[str]:
+def canary_args(url: str, steps: tuple[int, ...] = (10,), soak: int = 0) -> list[str]:
     settings = {
+        "modelfleet_canary_soak": soak,  # production holds the last step 600 s
         "modelfleet_canary_host": "localhost",
         "modelfleet_canary_prometheus_url": url,
         "modelfleet_canary_window": 8,
@@ -267,7 +272,17 @@ def emulator() -> Iterator[None]:
     # moto's server through the project's launcher (tools/strict_moto.py): a target group on no listener has
     # unused targets and a new load balancer provisions a few seconds, as on AWS.
     strict = [str(BIN / "python"), str(ROOT / "tools" / "strict_moto.py")]
-    server = subprocess.Popen([*strict, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    # A deleted load balancer's interfaces outlive it by longer than the rest of the teardown takes, so the
+    # teardown has to wait for them before it deletes the network (AWS: minutes).
+    # New targets pass their first health checks in 3 s (a release's wait reads them until they do).
+    env = {
+        **os.environ,
+        "MODELFLEET_EMULATOR_ENI_LINGER_SECONDS": "75",
+        "MODELFLEET_EMULATOR_INITIAL_HEALTH_SECONDS": "3",
+        # A requested certificate stays PENDING_VALIDATION for the whole test (moto's own setting).
+        "MOTO_ACM_VALIDATION_WAIT": "3600",
+    }
+    server = subprocess.Popen([*strict, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env)
     try:
         for _ in range(100):
             with socket.socket() as s:
@@ -300,12 +315,66 @@ def test_preflight_refuses_unsafe_settings_before_any_call() -> None:
     assert result.returncode != 0
     assert "modelfleet_canary_steps must rise, each step above 0 and below 100 %" in result.stdout
     assert client("ec2").describe_vpcs(Filters=project_filters())["Vpcs"] == []
+    for first in (0.5, 50):  # below a whole weight, or half the traffic at once
+        result = playbook("site.yml", "-e", json.dumps({"modelfleet_canary_steps": [first, 75]}), check=False)
+        assert result.returncode != 0
+        assert f"The canary's first step (modelfleet_canary_steps) is {first} % of the" in result.stdout, result.stdout[
+            -2000:
+        ]
+        assert client("ec2").describe_vpcs(Filters=project_filters())["Vpcs"] == []
 
     # An endpoint that is not this machine's loopback is refused (and never called).
     result = playbook("site.yml", check=False, endpoint="http://192.0.2.10:5000")
     assert result.returncode != 0
     assert "is not on this machine's loopback" in result.stdout
     assert client("ec2").describe_vpcs(Filters=project_filters())["Vpcs"] == []
+
+
+def smoke(*args: str) -> subprocess.CompletedProcess[str]:
+    return run("python", "tools/aws_smoke.py", "--inventory", "inventories/prod", *args, check=False)
+
+
+def test_smoke_run_needs_the_account_named_and_shows_its_cost_first() -> None:
+    # Without the confirmation, or naming another account: refused before anything is built.
+    for confirm in ((), ("-e", "modelfleet_aws_smoke_confirm=210987654321")):
+        refused = smoke(*confirm)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert refused.stdout.startswith("aws-smoke: Nothing was done."), refused.stdout
+        assert "123456789012" in refused.stdout
+    # Named: the estimate comes before any step; --plan stops there.
+    plan = smoke("-e", "modelfleet_aws_smoke_confirm=123456789012", "--plan")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert re.search(r"Estimated cost: about \$\d+\.\d\d for this run .* about \$1[3-8]\d a month", plan.stdout), (
+        plan.stdout
+    )
+    assert (
+        "7. teardown again (finds nothing): ansible-playbook -i inventories/prod playbooks/teardown.yml" in plan.stdout
+    )
+    assert client("ec2").describe_vpcs(Filters=project_filters())["Vpcs"] == []
+
+
+def test_a_bucket_name_another_account_holds_is_refused_before_anything() -> None:
+    # Bucket names are global: another account (an assumed role's, in the emulator) holds this one.
+    creds = client("sts").assume_role(RoleArn="arn:aws:iam::111111111111:role/other", RoleSessionName="other")
+    keys = creds["Credentials"]
+    other = boto3.client(
+        "s3",
+        region_name=REGION,
+        endpoint_url=ENDPOINT,
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        aws_session_token=keys["SessionToken"],
+    )
+    other.create_bucket(Bucket="someone-elses-models")
+    refused = playbook(
+        "playbooks/upload_model.yml", "-e", "modelfleet_artifact_bucket=someone-elses-models", check=False
+    )
+    assert refused.returncode != 0
+    assert "the bucket name someone-elses-models belongs to another AWS account" in refused.stdout, refused.stdout[
+        -2000:
+    ]
+    assert "Nothing was created" in refused.stdout
+    assert [b["Name"] for b in client("s3").list_buckets()["Buckets"]] == [], "this account made no bucket"
 
 
 def test_upload_model_puts_the_artifact_with_its_checksum() -> None:
@@ -394,6 +463,17 @@ def test_site_builds_the_stack() -> None:
     }
     assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
     assert attributes["deletion_protection.enabled"] == "true"
+    # Access logs on, to a private bucket of their own that only the region's load balancers may write.
+    assert attributes["access_logs.s3.enabled"] == "true"
+    assert (attributes["access_logs.s3.bucket"], attributes["access_logs.s3.prefix"]) == (f"{BUCKET}-logs", "alb")
+    s3 = client("s3")
+    [statement] = json.loads(s3.get_bucket_policy(Bucket=f"{BUCKET}-logs")["Policy"])["Statement"]
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::127311923021:root"}, "us-east-1's load balancers"
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Resource"] == f"arn:aws:s3:::{BUCKET}-logs/alb/AWSLogs/123456789012/*"
+    assert all(s3.get_public_access_block(Bucket=f"{BUCKET}-logs")["PublicAccessBlockConfiguration"].values())
+    encryption = s3.get_bucket_encryption(Bucket=f"{BUCKET}-logs")["ServerSideEncryptionConfiguration"]["Rules"]
+    assert encryption[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     [listener] = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
     assert listener["Port"] == 80
     assert listener["Protocol"] == "HTTP"
@@ -408,10 +488,38 @@ def test_site_builds_the_stack() -> None:
     acl = waf.get_web_acl_for_resource(ResourceArn=lb["LoadBalancerArn"])["WebACL"]
     rules = {r["Name"]: r for r in acl["Rules"]}
     assert rules["rate-limit-per-ip"]["Statement"]["RateBasedStatement"]["Limit"] == 2000
+    assert rules["rate-limit-per-ip"]["Statement"]["RateBasedStatement"]["EvaluationWindowSec"] == 300
     assert rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]["VendorName"] == "AWS"
-    # Its 8 KB body limit only counts: batches up to the service's limit pass (nginx answers larger with 413).
+    # Its 8 KB body limit only counts: batches up to the service's limit pass on the prediction routes, a
+    # larger body anywhere else is still blocked, and a Content-Length over the service's limit is answered
+    # with the hosts' JSON 413 by the WAF itself.
     overrides = rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]["RuleActionOverrides"]
     assert overrides == [{"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}]
+    elsewhere = rules["large-body-outside-prediction-routes"]
+    assert elsewhere["Priority"] > rules["AWSManagedRulesCommonRuleSet"]["Priority"]
+    label, outside = elsewhere["Statement"]["AndStatement"]["Statements"]
+    assert label["LabelMatchStatement"]["Key"] == "awswaf:managed:aws:core-rule-set:SizeRestrictions_Body"
+    routes = re.compile(outside["NotStatement"]["Statement"]["RegexMatchStatement"]["RegexString"])
+    assert routes.match("/predict")
+    assert routes.match("/v2/models/demo-classifier/infer")
+    assert not routes.match("/ready")
+    limit = rules["body-over-service-limit"]
+    assert limit["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 413
+    assert re.match(limit["Statement"]["RegexMatchStatement"]["RegexString"], "1048577")
+    assert not re.match(limit["Statement"]["RegexMatchStatement"]["RegexString"], "1048576")
+    bodies = acl["CustomResponseBodies"]
+    assert json.loads(bodies["payload_too_large"]["Content"]) == {
+        "error": "payload_too_large",
+        "detail": "the body is larger than the limit of 1048576 bytes",
+    }
+    assert json.loads(bodies["rate_limited"]["Content"])["error"] == "rate_limited"
+    assert rules["rate-limit-per-ip"]["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 429
+    # The web ACL logs its requests to CloudWatch Logs, credentials redacted.
+    logging = waf.get_logging_configuration(ResourceArn=acl["ARN"])["LoggingConfiguration"]
+    assert logging["LogDestinationConfigs"] == [f"arn:aws:logs:{REGION}:123456789012:log-group:aws-waf-logs-{NAME}"], (
+        logging
+    )
+    assert {f["SingleHeader"]["Name"] for f in logging["RedactedFields"]} == {"authorization", "cookie"}
 
     [template] = ec2.describe_launch_templates(LaunchTemplateNames=[release_name])["LaunchTemplates"]
     assert template["LatestVersionNumber"] == 1
@@ -478,6 +586,18 @@ def test_site_builds_the_stack() -> None:
     assert [g["GroupId"] for g in monitoring["SecurityGroups"]] == [mon_sg["GroupId"]]
     assert "PublicIpAddress" not in monitoring
     assert len([i for i in instances if tags_of(i).get("Role") == "app"]) == 2
+    # Reachable by design with no open port (modelfleet_aws_access: ssm, the default): the SSM agent is
+    # installed at first boot (Debian's images carry none), and the instance roles allow Session Manager.
+    user_data = ec2.describe_instance_attribute(InstanceId=monitoring["InstanceId"], Attribute="userData")
+    script = base64.b64decode(user_data["UserData"]["Value"]).decode()
+    assert script.startswith("#!/bin/sh")
+    assert f'region="{REGION}"' in script
+    package = "https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_${arch}/amazon-ssm-agent.deb"
+    assert package in script
+    assert "systemctl enable --now amazon-ssm-agent" in script
+    for role in ("app", "monitoring"):
+        attached = iam.list_attached_role_policies(RoleName=f"{NAME}-{role}")["AttachedPolicies"]
+        assert "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" in [p["PolicyArn"] for p in attached], role
 
 
 def test_site_baked_the_ami_and_left_no_builder() -> None:
@@ -523,6 +643,21 @@ def test_inventory_groups_instances_by_tags() -> None:
         private = private.get("__ansible_unsafe") if isinstance(private, dict) else private  # as the cache keeps it
         assert re.search(rf'{host} \| SUCCESS => {{\s+"ansible_host": "{re.escape(private)}"', addresses.stdout)
     assert run("ansible-inventory", "-i", "inventories/prod", "--graph").stdout.count("@az_") >= 1
+    # The cache is the emulator's own, never the one a real account's runs read.
+    assert list(INVENTORY_CACHE.glob("*aws_ec2*")), "no emulated inventory cache"
+    # A bake's builder (tagged Role=builder) is no inventory host: the bake adds it to its own play.
+    ec2 = client("ec2")
+    tags = [{"Key": k, "Value": v} for k, v in {**TAGS, "Role": "builder"}.items()]
+    [builder] = ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}]
+    )["Instances"]
+    try:
+        fresh = json.loads(run("ansible-inventory", "-i", "inventories/prod", "--list", "--flush-cache").stdout)
+        assert builder["InstanceId"] not in fresh["_meta"]["hostvars"]
+        assert "builder" not in fresh
+        assert len(fresh["app"]["hosts"]) == 2
+    finally:
+        ec2.terminate_instances(InstanceIds=[builder["InstanceId"]])
 
 
 def test_bake_whose_smoke_test_fails_leaves_nothing() -> None:
@@ -551,10 +686,22 @@ def test_release_promotes_a_healthy_canary(metrics: tuple[str, Behaviour]) -> No
     [blue] = releases()
     # Blue scaled out under load before the release: green must start as large.
     client("autoscaling").set_desired_capacity(AutoScalingGroupName=blue, DesiredCapacity=4)
+    # The plan first: what the release below does, step by step, with nothing made.
+    model = ["-e", f"model_service_model_src={OTHER_MODEL}", *canary_args(url, (10, 50), soak=8)]
+    plan = playbook("playbooks/plan.yml", *model).stdout
+    assert "Release plan (aws; nothing was changed)" in plan, plan[-3000:]
+    assert f"{blue} (weight 100); {blue} runs ami-" in plan
+    assert "with 4 instance(s)" in plan
+    assert f"canary step 1: 10 % of the requests (listener weights: {blue} 90, " in plan
+    assert "soak: the last step held 8 s more and judged again" in plan
+    assert "(deregistration delay 1 s)" in plan
+    assert list(releases()) == [blue], "the plan made something"
     with ForwardWatch() as watch:
-        playbook("playbooks/release.yml", "-e", f"model_service_model_src={OTHER_MODEL}", *canary_args(url, (10, 50)))
+        playbook("playbooks/release.yml", *model)
     [(green, tags)] = releases().items()
     assert green != blue
+    # The plan named the group the release made, as large as blue ran.
+    assert f"create {green}: launch template, Auto Scaling Group of 4 instance(s)" in plan
     # Green joins the listener at weight 0 (health-checked, no request) before anything waits for its health,
     # then takes each step's share, judged at each, and everything once the last step passed.
     assert watch.states() == [
@@ -562,6 +709,7 @@ def test_release_promotes_a_healthy_canary(metrics: tuple[str, Behaviour]) -> No
         {blue: 100, green: 0},
         {blue: 90, green: 10},
         {blue: 50, green: 50},
+        {green: 100, blue: 0},  # blue stays on the listener while its deregistered targets drain
         {green: 100},
     ]
     watch.draw(WORK / "release-promoted.png", "A release promoted by the canary gate", {blue: "blue", green: "green"})
@@ -575,7 +723,7 @@ def test_release_promotes_a_healthy_canary(metrics: tuple[str, Behaviour]) -> No
     assert f"{green}: {tags['Image']} (release " in status, status[-3000:]
     assert "weight 100, targets healthy healthy healthy healthy" in status
     assert "no run holds the lease" in status
-    assert "canary promote (steps: 10.0 % promote, 50.0 % promote)" in status
+    assert "canary promote (steps: 10.0 % promote, 50.0 % promote, 50.0 % soak promote)" in status
     assert {i["ImageId"] for i in app_amis()} >= {tags["Image"]}
     assert builder_leftovers() == []
     record = release_records()[-1]
@@ -583,8 +731,9 @@ def test_release_promotes_a_healthy_canary(metrics: tuple[str, Behaviour]) -> No
     assert record["canary"]["verdict"] == "promote"
     # At each step the canary took its share of the requests, and the gate saw enough of them.
     steps = record["canary"]["steps"]
-    assert [(step["step"], step["verdict"]) for step in steps] == [(10.0, "promote"), (50.0, "promote")]
-    for step, (low, high) in zip(steps, [(0.05, 0.2), (0.4, 0.6)], strict=True):
+    judged = [(step["step"], step["soak"], step["verdict"]) for step in steps]
+    assert judged == [(10.0, False, "promote"), (50.0, False, "promote"), (50.0, True, "promote")]
+    for step, (low, high) in zip(steps, [(0.05, 0.2), (0.4, 0.6), (0.4, 0.6)], strict=True):
         canary, baseline = step["requests"]["canary"], step["requests"]["baseline"]
         assert canary >= 20
         assert low < canary / (canary + baseline) < high, step
@@ -624,6 +773,106 @@ def test_release_rolled_back_by_the_gate(metrics: tuple[str, Behaviour]) -> None
     assert release_resources() == {blue}, "green is gone"
     record = release_records()[-1]
     assert (record["image"], record["result"], record["canary"]["verdict"]) == (ami, "rolled back", "rollback")
+
+
+def test_release_whose_soak_fails_is_rolled_back(metrics: tuple[str, Behaviour]) -> None:
+    """A canary that passes its step and goes bad during the soak is rolled back by the soak's verdict."""
+    url, behaviour = metrics
+    [blue] = releases()
+    ami = _first_ami()
+    [image] = client("ec2").describe_images(ImageIds=[ami])["Images"]
+    release = tags_of(image)["Release"]
+    args = [
+        str(BIN / "ansible-playbook"),
+        *("-i", "inventories/prod", "playbooks/release.yml", "-e", f"modelfleet_release_image={ami}"),
+        *canary_args(url, (10,), soak=16),
+        *("-e", f"model_service_wheelhouse_cache={WORK / 'wheelhouse'}"),
+    ]
+    lines: list[str] = []
+    with ForwardWatch() as watch:
+        env = {**aws_env(), "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                # The step's verdict is printed: from now on the canary fails half its requests (the soak follows).
+                if re.search(rf'"msg": "Canary {re.escape(release)}: promote:', line):
+                    behaviour.failing = {release}
+            process.wait(timeout=900)
+        finally:
+            behaviour.failing = set()
+            if process.poll() is None:
+                process.kill()
+    output = "".join(lines)
+    (WORK / "release-soak-fails.log").write_text(output)
+    assert process.returncode != 0, output[-3000:]
+    assert "rolled back by the canary gate at 10 % of the requests (soak): rollback: canary" in output, output[-3000:]
+    [green] = {name for state in watch.states() for name in state} - {blue}
+    assert watch.states() == [{blue: 100}, {blue: 100, green: 0}, {blue: 90, green: 10}, {blue: 100}]
+    assert forwards() == {blue: 100}
+    assert release_resources() == {blue}, "green is gone"
+    record = release_records()[-1]
+    assert (record["image"], record["result"]) == (ami, "rolled back")
+    judged = [(step["step"], step["soak"], step["verdict"]) for step in record["canary"]["steps"]]
+    assert judged == [(10.0, False, "promote"), (10.0, True, "rollback")]
+
+
+def test_release_over_the_vcpu_quota_is_refused_before_anything_is_made() -> None:
+    # 20 t3.small need 40 vCPUs; the emulated account's On-Demand quota is 32 and some run already.
+    [blue] = releases()
+    before = release_resources()
+    refused = playbook(
+        "playbooks/release.yml",
+        "-e",
+        f"modelfleet_release_image={_first_ami()}",
+        "-e",
+        json.dumps({"modelfleet_aws_desired_capacity": 20, "modelfleet_aws_max_size": 20}),
+        check=False,
+    )
+    assert refused.returncode != 0
+    message = re.search(
+        r"Release stopped before anything of it was made: its 20 t3.small instances need 40 vCPUs, and "
+        r"(\d+) of the account's 32 On-Demand",
+        refused.stdout,
+    )
+    assert message, refused.stdout[-3000:]
+    assert int(message.group(1)) >= 2
+    assert release_resources() == before
+    assert forwards() == {blue: 100}
+
+
+def test_release_that_never_gets_healthy_leaves_nothing(metrics: tuple[str, Behaviour]) -> None:
+    # Its targets are still in their first health checks (3 s) when its wait (1 s) ends.
+    url, _ = metrics
+    [blue] = releases()
+    alarms_before = sorted(a["AlarmName"] for a in client("cloudwatch").describe_alarms()["MetricAlarms"])
+    ami = _first_ami()
+    with ForwardWatch() as watch:
+        result = playbook(
+            "playbooks/release.yml",
+            "-e",
+            f"modelfleet_release_image={ami}",
+            "-e",
+            "modelfleet_aws_healthy_timeout=1",
+            *canary_args(url),
+            check=False,
+        )
+    assert result.returncode != 0
+    [blue_share, attached, back] = watch.states()
+    [green] = set(attached) - {blue}
+    assert blue_share == back == {blue: 100}
+    assert attached == {blue: 100, green: 0}, "it never took a request"
+    stopped = rf"Release stopped: {green}: 0 of \d targets healthy after 1 s"
+    assert re.search(stopped, result.stdout), result.stdout[-3000:]
+    assert "Elb.InitialHealthChecking" in result.stdout
+    assert f"It took no request and was deleted with its alarms; {blue} serves every request." in result.stdout
+    assert forwards() == {blue: 100}
+    assert release_resources() == {blue}, "its group, template and target group are gone"
+    assert sorted(a["AlarmName"] for a in client("cloudwatch").describe_alarms()["MetricAlarms"]) == alarms_before
+    record = release_records()[-1]
+    assert (record["image"], record["result"]) == (ami, "failed")
+    assert record["detail"].startswith(f"never healthy: {green}: 0 of "), record
 
 
 def test_interrupted_release_is_finished_by_a_rerun(metrics: tuple[str, Behaviour]) -> None:
@@ -673,10 +922,26 @@ def test_rollback_returns_to_the_release_before() -> None:
 
 def test_https_with_a_certificate_redirects_http() -> None:
     acm = client("acm")
-    arn = acm.request_certificate(DomainName="predict.example.com")["CertificateArn"]
+    requested = acm.request_certificate(DomainName="predict.example.com")["CertificateArn"]
+    # Not issued yet: refused before any change (AWS would refuse the listener after the rest was built).
+    [serving] = releases()
+    pending = {"modelfleet_aws_https": True, "modelfleet_aws_certificate_arn": requested}
+    pending = playbook("playbooks/fleet.yml", "-e", json.dumps(pending), check=False)
+    assert pending.returncode != 0
+    assert "is PENDING_VALIDATION, not ISSUED" in pending.stdout, pending.stdout[-2000:]
+    assert "Nothing was changed on AWS" in pending.stdout
+    elb = client("elbv2")
+    [lb] = elb.describe_load_balancers(Names=[NAME])["LoadBalancers"]
+    ports = [x["Port"] for x in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]]
+    assert ports == [80], "the listeners were not touched"
+    # An imported certificate is issued at once.
+    key, cert = WORK / "tls.key", WORK / "tls.crt"
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=predict.example.com", "-days", "30"]
+    subprocess.run(["openssl", *request, "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    arn = acm.import_certificate(Certificate=cert.read_bytes(), PrivateKey=key.read_bytes())["CertificateArn"]
+    assert acm.describe_certificate(CertificateArn=arn)["Certificate"]["Status"] == "ISSUED"
     extra = {"modelfleet_aws_https": True, "modelfleet_aws_certificate_arn": arn}
     # The fleet tier sets the listeners (site.yml runs it last; the other tiers are tested above).
-    [serving] = releases()
     playbook("playbooks/fleet.yml", "-e", json.dumps(extra))
     assert forwards() == {serving: 100}, "the fleet tier keeps the release it serves"
     elb = client("elbv2")
@@ -691,18 +956,66 @@ def test_https_with_a_certificate_redirects_http() -> None:
     assert listeners[443]["DefaultActions"][0]["Type"] == "forward"
 
 
+def foreign_resources() -> dict[str, str]:
+    """A VPC of someone else in the same account, with a subnet, a security group, a target group and an
+    instance: what the teardown must leave as it is."""
+    ec2 = client("ec2")
+    other = [{"Key": "Project", "Value": "someone-else"}]
+    vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16", TagSpecifications=[{"ResourceType": "vpc", "Tags": other}])
+    vpc_id = vpc["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.99.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"]
+    group = ec2.create_security_group(GroupName="someone-else", Description="not ours", VpcId=vpc_id)["GroupId"]
+    target_group = client("elbv2").create_target_group(Name="someone-else", Protocol="HTTP", Port=80, VpcId=vpc_id)
+    [instance] = ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=subnet["SubnetId"], SecurityGroupIds=[group]
+    )["Instances"]
+    return {
+        "vpc": vpc_id,
+        "subnet": subnet["SubnetId"],
+        "group": group,
+        "target_group": target_group["TargetGroups"][0]["TargetGroupArn"],
+        "instance": instance["InstanceId"],
+    }
+
+
+def still_there(foreign: dict[str, str]) -> dict[str, bool]:
+    ec2 = client("ec2")
+    [instance] = ec2.describe_instances(InstanceIds=[foreign["instance"]])["Reservations"][0]["Instances"]
+    target_groups = client("elbv2").describe_target_groups()["TargetGroups"]
+    return {
+        "vpc": bool(ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [foreign["vpc"]]}])["Vpcs"]),
+        "subnet": bool(ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": [foreign["subnet"]]}])["Subnets"]),
+        "group": bool(
+            ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": [foreign["group"]]}])["SecurityGroups"]
+        ),
+        "target_group": foreign["target_group"] in [t["TargetGroupArn"] for t in target_groups],
+        "instance": instance["State"]["Name"] == "running",
+    }
+
+
 @pytest.mark.standalone
 def test_teardown_leaves_nothing_of_the_project() -> None:
+    foreign = foreign_resources()
     # Not without naming the environment: refused before any call.
     refused = playbook("playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true", check=False)
     assert refused.returncode != 0
     assert "Nothing was deleted. Tearing down prod deletes" in refused.stdout
     assert "-e modelfleet_teardown_confirm=prod" in refused.stdout
     assert client("elbv2").describe_load_balancers()["LoadBalancers"] != []
-    playbook(
+    torn = playbook(
         "playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true", "-e", "modelfleet_teardown_confirm=prod"
     )
+    # The load balancer's interfaces outlived it (75 s in the emulator, longer than the deletions between):
+    # the teardown waited for them, so the network's deletions met no DependencyViolation to retry.
+    assert "RETRYING: [localhost]: Wait until the load balancer's network interfaces are gone" in torn.stdout
+    assert "RETRYING: [localhost]: Delete the internet gateway" not in torn.stdout
+    assert "RETRYING: [localhost]: Delete the subnets" not in torn.stdout
     ec2 = client("ec2")
+    # Someone else's network in the same account is left as it was.
+    assert still_there(foreign) == dict.fromkeys(foreign, True)
+    # The load balancer's interfaces (which outlived it) were waited for, not raced: the network is gone.
+    interfaces = ec2.describe_network_interfaces(Filters=[{"Name": "description", "Values": [f"ELB app/{NAME}/*"]}])
+    assert interfaces["NetworkInterfaces"] == []
     assert ec2.describe_vpcs(Filters=project_filters())["Vpcs"] == []
     assert ec2.describe_subnets(Filters=project_filters())["Subnets"] == []
     assert ec2.describe_security_groups(Filters=project_filters())["SecurityGroups"] == []
@@ -715,16 +1028,28 @@ def test_teardown_leaves_nothing_of_the_project() -> None:
     assert ec2.describe_addresses()["Addresses"] == []
     assert ec2.describe_launch_templates()["LaunchTemplates"] == []
     assert client("elbv2").describe_load_balancers()["LoadBalancers"] == []
-    assert client("elbv2").describe_target_groups()["TargetGroups"] == []
+    assert [t["TargetGroupName"] for t in client("elbv2").describe_target_groups()["TargetGroups"]] == ["someone-else"]
     assert client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
     assert client("cloudwatch").describe_alarms()["MetricAlarms"] == []
     assert client("wafv2").list_web_acls(Scope="REGIONAL")["WebACLs"] == []
     assert client("sns").list_topics()["Topics"] == []
     assert [r for r in client("iam").list_roles()["Roles"] if r["RoleName"].startswith(NAME)] == []
     assert client("logs").describe_log_groups(logGroupNamePrefix=f"/{NAME}")["logGroups"] == []
-    assert [b for b in client("s3").list_buckets()["Buckets"] if b["Name"] == BUCKET] == []
+    assert client("logs").describe_log_groups(logGroupNamePrefix=f"aws-waf-logs-{NAME}")["logGroups"] == []
+    assert [b for b in client("s3").list_buckets()["Buckets"] if b["Name"] in (BUCKET, f"{BUCKET}-logs")] == []
     assert app_amis() == []
     assert builder_leftovers() == []
+    # The smoke run's sweep finds nothing of the project, and names what is left when something is.
+    swept = smoke("--sweep")
+    assert (swept.returncode, swept.stdout.strip()[-12:]) == (0, "nothing left"), swept.stdout + swept.stderr
+    tagged = [{"ResourceType": "elastic-ip", "Tags": [{"Key": k, "Value": v} for k, v in TAGS.items()]}]
+    address = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged)["AllocationId"]
+    try:
+        swept = smoke("--sweep")
+        assert swept.returncode == 1
+        assert f"address {address}" in swept.stdout
+    finally:
+        ec2.release_address(AllocationId=address)
     # Again: nothing to do, nothing fails.
     playbook(
         "playbooks/teardown.yml", "-e", "modelfleet_teardown_artifacts=true", "-e", "modelfleet_teardown_confirm=prod"

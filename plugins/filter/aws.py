@@ -168,6 +168,13 @@ def aws_preflight(settings: dict[str, Any]) -> list[str]:
         )
     emulated = bool(settings.get("emulated"))
     environment = str(settings.get("environment") or "")
+    # The aws_ec2 inventory cannot read the region from a variable: its regions are checked against it.
+    regions = settings.get("inventory_regions")  # empty: the plugin looks in every region
+    if regions and settings.get("region") not in regions:
+        problems.append(
+            f"modelfleet_aws_region is {settings.get('region')} but the inventory's aws_ec2.yml lists "
+            f"{', '.join(regions) or 'no region'}: the inventory would not find the instances (set both alike)"
+        )
     # "operate" (rollback, teardown, the lease): what the run talks to is checked, not what a build would
     # make, so that a stack built before a rule existed can still be rolled back or torn down.
     if settings.get("purpose") == "operate":
@@ -179,6 +186,19 @@ def aws_preflight(settings: dict[str, Any]) -> list[str]:
     if settings.get("https") and not settings.get("certificate_arn"):
         problems.append("HTTPS is asked for (modelfleet_aws_https) but no certificate ARN is given")
     problems.extend(_certificate_problems(str(settings.get("certificate_arn") or ""), settings.get("region")))
+    # What ACM says of it (read by the preflight when HTTPS is on): missing, or not issued yet.
+    status = settings.get("certificate_status")
+    if settings.get("certificate_arn") and status is not None and status != "ISSUED":
+        if str(status).startswith("unreadable: "):
+            problems.append(
+                f"ACM could not be asked about the certificate {settings['certificate_arn']}: {status[12:]}"
+            )
+        else:
+            problems.append(
+                f"the certificate {settings['certificate_arn']} is "
+                + ("not in ACM in this region" if status == "" else f"{status}, not ISSUED")
+                + ": a load balancer takes only an issued certificate (validate it, or give another)"
+            )
     if settings.get("certificate_arn") and not settings.get("https"):
         problems.append("a certificate is given but HTTPS is off: set modelfleet_aws_https: true")
     opened = _opens_world(_networks(settings.get("admin_cidrs") or [], "admin CIDRs", problems))
@@ -219,6 +239,19 @@ def aws_preflight(settings: dict[str, Any]) -> list[str]:
         problems.append(f"modelfleet_aws_access must be ssm or bastion (got {access!r})")
     if access == "bastion" and not settings.get("bastion") and not settings.get("emulated"):
         problems.append("modelfleet_aws_access is bastion but no bastion is given (modelfleet_aws_bastion: user@host)")
+    # Every host must be reachable by the access path chosen: the monitoring tier configures its host, and
+    # ad-hoc operations reach the app hosts. (Against an emulator no instance boots: nothing to reach.)
+    if access == "bastion" and "key_name" in settings and not settings.get("key_name") and not emulated:
+        problems.append(
+            "modelfleet_aws_access is bastion but the instances get no key pair (modelfleet_aws_key_name): "
+            "no host would accept the SSH connection"
+        )
+    no_plugin = "session_manager_plugin" in settings and not settings.get("session_manager_plugin")
+    if access == "ssm" and no_plugin and not emulated:
+        problems.append(
+            "modelfleet_aws_access is ssm but session-manager-plugin is not installed on this controller: "
+            "install it (AWS Systems Manager user guide, 'Install the Session Manager plugin') or use a bastion"
+        )
     if "builder_connection" in settings:
         problems.extend(_builder_problems(settings))
     if not emulated:  # the emulated runs use the example vault, on purpose
@@ -346,6 +379,42 @@ def alb_attach(serving: list[dict[str, Any]], target_group_arn: str) -> list[dic
     return served
 
 
+def alb_promote(serving: list[dict[str, Any]], target_group_arn: str) -> list[dict[str, Any]]:
+    """The forward that gives a release every request while the groups that served stay on at weight 0.
+
+    A group that stays on the listener is still health-checked and its targets, once deregistered, drain:
+    AWS reports them ``draining`` for the group's deregistration delay, in which requests in progress are
+    answered; the play reads that before it deletes them. Taken off the listener
+    at once, their targets would only be ``unused``, which says nothing about requests still in progress.
+    """
+    others = [f["arn"] for f in serving if f["arn"] != target_group_arn]
+    return [{"target_group_arn": target_group_arn, "weight": 100}] + [
+        {"target_group_arn": arn, "weight": 0} for arn in others
+    ]
+
+
+def greater_than_regex(limit: Any) -> str:
+    """An anchored regular expression that matches a decimal number greater than ``limit`` and nothing else.
+
+    AWS WAF compares a header's text, not its value: a rule that refuses a Content-Length over the
+    service's body limit needs the numbers above the limit as a pattern (leading zeros allowed).
+    """
+    number = int(limit)
+    if number < 0:
+        raise ValueError(f"a body limit is a number of bytes, not {limit!r}")
+    digits = str(number)
+    longer = f"[1-9][0-9]{{{len(digits)},}}"
+    same = []
+    for index, digit in enumerate(digits):
+        if digit == "9":
+            continue
+        rest = len(digits) - index - 1
+        higher = str(int(digit) + 1) if digit == "8" else f"[{int(digit) + 1}-9]"
+        same.append(digits[:index] + higher + (f"[0-9]{{{rest}}}" if rest > 1 else "[0-9]" if rest == 1 else ""))
+    # A group that captures nothing: AWS WAF refuses capturing subexpressions.
+    return "^0*(?:" + "|".join([longer, *same]) + ")$"
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -353,5 +422,7 @@ class FilterModule:
             "aws_release_name": aws_release_name,
             "alb_forwards": alb_forwards,
             "alb_attach": alb_attach,
+            "alb_promote": alb_promote,
             "is_loopback_url": is_loopback_url,
+            "greater_than_regex": greater_than_regex,
         }

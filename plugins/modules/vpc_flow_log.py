@@ -91,6 +91,15 @@ def plan(existing: list[dict[str, Any]], params: dict[str, Any]) -> tuple[list[s
     return stale, not keep
 
 
+def refusals(answer: dict[str, Any]) -> list[str]:
+    """What CreateFlowLogs or DeleteFlowLogs refused: they answer 200 and list refusals in ``Unsuccessful``."""
+    refused = []
+    for item in answer.get("Unsuccessful") or []:
+        error = item.get("Error") or {}
+        refused.append(f"{item.get('ResourceId', '?')}: {error.get('Code', '?')} {error.get('Message', '')}".strip())
+    return refused
+
+
 def main() -> None:
     module = AnsibleAWSModule(
         argument_spec={
@@ -112,8 +121,8 @@ def main() -> None:
         changed = bool(delete) or create
         flow_log_id = next((f["FlowLogId"] for f in existing if f["FlowLogId"] not in delete), None)
         if changed and not module.check_mode:
-            if delete:
-                ec2.delete_flow_logs(FlowLogIds=delete)
+            if delete and (refused := refusals(ec2.delete_flow_logs(FlowLogIds=delete))):
+                module.fail_json(msg=f"AWS refused to delete the flow log of {params['vpc_id']}: {'; '.join(refused)}")
             if create:
                 spec: dict[str, Any] = {
                     "ResourceIds": [params["vpc_id"]],
@@ -126,7 +135,13 @@ def main() -> None:
                 if params["tags"]:
                     tags = [{"Key": k, "Value": str(v)} for k, v in sorted(params["tags"].items())]
                     spec["TagSpecifications"] = [{"ResourceType": "vpc-flow-log", "Tags": tags}]
-                flow_log_id = ec2.create_flow_logs(**spec)["FlowLogIds"][0]
+                answer = ec2.create_flow_logs(**spec)
+                if refusals(answer) or not answer.get("FlowLogIds"):
+                    module.fail_json(
+                        msg=f"AWS refused the flow log of {params['vpc_id']}: "
+                        + ("; ".join(refusals(answer)) or "no flow log was created")
+                    )
+                flow_log_id = answer["FlowLogIds"][0]
     except (BotoCoreError, ClientError) as e:
         module.fail_json_aws(e, msg=f"Could not manage the flow log of {params['vpc_id']}")
     result: dict[str, Any] = {"changed": changed}

@@ -44,11 +44,16 @@ SAFE: dict[str, Any] = {
     "deletion_protection": True,
     "access": "bastion",
     "bastion": "admin@bastion.example.com",
+    "key_name": "ops",
+    "session_manager_plugin": "/usr/local/bin/session-manager-plugin",
 }
 
 
 def test_preflight_accepts_a_safe_production_setting() -> None:
     assert aws.aws_preflight(SAFE) == []
+    assert aws.aws_preflight({**SAFE, "certificate_status": "ISSUED"}) == []
+    assert aws.aws_preflight({**SAFE, "region": "us-east-1", "inventory_regions": ["eu-west-1", "us-east-1"]}) == []
+    assert aws.aws_preflight({**SAFE, "region": "us-east-1", "inventory_regions": []}) == [], "no regions: every one"
 
 
 @pytest.mark.parametrize(
@@ -81,6 +86,11 @@ def test_preflight_accepts_a_safe_production_setting() -> None:
         ({"certificate_arn": "arn:aws:iam::123456789012:server-certificate/abc"}, "not an ACM certificate ARN"),
         ({"certificate_arn": "arn:aws:acm:us-east-1:123456789012:abc"}, "not an ACM certificate ARN"),
         ({"certificate_arn": "acm:us-east-1:123456789012:certificate/abc"}, "not an ACM certificate ARN"),
+        ({"inventory_regions": ["eu-west-1"]}, "but the inventory's aws_ec2.yml lists eu-west-1"),
+        ({"certificate_status": "PENDING_VALIDATION"}, "is PENDING_VALIDATION, not ISSUED"),
+        ({"certificate_status": "EXPIRED"}, "is EXPIRED, not ISSUED"),
+        ({"certificate_status": ""}, "is not in ACM in this region"),
+        ({"certificate_status": "unreadable: AccessDenied"}, "ACM could not be asked about the certificate"),
         ({"admin_cidrs": ["10.0.0.1/16"]}, "not a network address"),
         ({"public_cidrs": ["10.0.0.0/24"], "private_cidrs": ["10.0.10.0/24"]}, "two AZs or more"),
         ({"private_cidrs": ["10.0.10.0/24", "10.0.0.0/23"]}, "overlap"),
@@ -88,6 +98,8 @@ def test_preflight_accepts_a_safe_production_setting() -> None:
         ({"metrics_ports": [80, 9100]}, "also a metrics port"),
         ({"deletion_protection": False}, "deletion protection"),
         ({"bastion": ""}, "no bastion is given"),
+        ({"key_name": ""}, "the instances get no key pair"),
+        ({"access": "ssm", "session_manager_plugin": ""}, "session-manager-plugin is not installed"),
         ({"access": "telnet"}, "must be ssm or bastion"),
         ({"builder_connection": "ssh", "builder_cidrs": []}, "give the controller's address"),
         ({"builder_connection": "ssh", "builder_cidrs": ["0.0.0.0/0"]}, "builder's SSH would be open to the world"),
@@ -103,6 +115,11 @@ def test_preflight_names_each_unsafe_setting(change: dict[str, Any], problem: st
 def test_preflight_allows_the_emulator_on_loopback_only() -> None:
     local = {"endpoint": "http://127.0.0.1:5000", "env_endpoint": "http://127.0.0.1:5000", "bastion": ""}
     assert aws.aws_preflight({**SAFE, **local, "emulated": True}) == []
+    # No instance boots on an emulator: no key pair, no Session Manager plugin needed.
+    unreachable = {"key_name": "", "session_manager_plugin": ""}
+    assert aws.aws_preflight({**SAFE, **local, **unreachable, "emulated": True}) == []
+    assert aws.aws_preflight({**SAFE, **local, **unreachable, "emulated": True, "access": "ssm"}) == []
+    assert aws.aws_preflight({**SAFE, "access": "ssm", "key_name": ""}) == [], "ssm needs no key pair"
     assert aws.aws_preflight({**SAFE, **local, "emulated": True, "builder_connection": "docker"}) == []
     assert aws.aws_preflight({**SAFE, "builder_connection": "ssh", "builder_cidrs": ["203.0.113.7/32"]}) == []
     assert aws.is_loopback_url("http://localhost:5000")
@@ -283,6 +300,20 @@ def test_flow_log_plan_replaces_a_flow_log_with_other_settings() -> None:
     assert flow.plan([good, other], {**params, "state": "absent"}) == (["fl-1"], False)
 
 
+def test_flow_log_refusals_are_read_from_a_successful_answer() -> None:
+    # CreateFlowLogs answers 200 and lists what it refused (for example a role it may not pass).
+    flow = module("vpc_flow_log")
+    refused = {
+        "FlowLogIds": [],
+        "Unsuccessful": [
+            {"ResourceId": "vpc-1", "Error": {"Code": "AccessDenied", "Message": "cannot assume the role"}}
+        ],
+    }
+    assert flow.refusals(refused) == ["vpc-1: AccessDenied cannot assume the role"]
+    assert flow.refusals({"FlowLogIds": ["fl-1"], "Unsuccessful": []}) == []
+    assert flow.refusals({"FlowLogIds": ["fl-1"]}) == []
+
+
 def test_waf_association_decisions() -> None:
     waf = module("wafv2_association")
     assert waf.decide(None, "arn:acl", "present") == (False, True)
@@ -441,3 +472,91 @@ def test_operating_an_existing_stack_checks_only_where_the_calls_go() -> None:
     assert aws.aws_preflight({**old, "purpose": "operate"}) == []
     wrong_place = {**old, "purpose": "operate", "endpoint": "http://203.0.113.5:5000"}
     assert any("not on this machine's loopback" in p for p in aws.aws_preflight(wrong_place))
+
+
+def test_alb_promote_gives_the_release_everything_and_keeps_the_others_on_to_drain() -> None:
+    blue, green, old = (f"arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/{n}/0" for n in ("b", "g", "o"))
+    canary = [{"name": "b", "arn": blue, "weight": 50}, {"name": "g", "arn": green, "weight": 50}]
+    assert aws.alb_promote(canary, green) == [
+        {"target_group_arn": green, "weight": 100},
+        {"target_group_arn": blue, "weight": 0},
+    ]
+    # Every other group, also one already at weight 0; the release's own group only once.
+    assert aws.alb_promote([*canary, {"name": "o", "arn": old, "weight": 0}], green) == [
+        {"target_group_arn": green, "weight": 100},
+        {"target_group_arn": blue, "weight": 0},
+        {"target_group_arn": old, "weight": 0},
+    ]
+    # Nothing else served (the first release, a re-run after the promotion): the release alone.
+    assert aws.alb_promote([], green) == [{"target_group_arn": green, "weight": 100}]
+    assert aws.alb_promote([{"name": "g", "arn": green, "weight": 100}], green) == [
+        {"target_group_arn": green, "weight": 100}
+    ]
+
+
+def test_zones_are_chosen_by_what_they_offer() -> None:
+    zones = module("ec2_type_zones")
+    offerings = [("t3.small", "us-east-1a"), ("t3.small", "us-east-1c"), ("m5.large", "us-east-1a")]
+    offerings += [("m5.large", "us-east-1c"), ("m5.large", "us-east-1e")]
+    available = ["us-east-1e", "us-east-1c", "us-east-1a", "us-east-1b"]
+    assert zones.zones_offering(available, offerings, ["t3.small"]) == (
+        ["us-east-1a", "us-east-1c"],
+        {"us-east-1b": ["t3.small"], "us-east-1e": ["t3.small"]},
+    )
+    # Every type in each zone: us-east-1e offers m5.large only, us-east-1b neither.
+    assert zones.zones_offering(available, offerings, ["m5.large", "t3.small", "t3.small"])[0] == [
+        "us-east-1a",
+        "us-east-1c",
+    ]
+    assert zones.zones_offering(available, [], ["t3.small"])[0] == []
+
+
+@mock_aws
+def test_zones_offering_read_from_the_api_leave_out_a_zone_without_the_type() -> None:
+    # moto carries AWS' offerings: in us-east-1, us-east-1e offers no t3.small.
+    zones = module("ec2_type_zones")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    available = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+    pages = ec2.get_paginator("describe_instance_type_offerings").paginate(
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": ["t3.small"]}]
+    )
+    offerings = [(o["InstanceType"], o["Location"]) for p in pages for o in p["InstanceTypeOfferings"]]
+    chosen, lacking = zones.zones_offering(available, offerings, ["t3.small"])
+    assert "us-east-1e" in available
+    assert "us-east-1e" not in chosen
+    assert lacking["us-east-1e"] == ["t3.small"]
+    assert chosen[:2] == ["us-east-1a", "us-east-1b"]
+
+
+def test_a_bucket_name_is_ours_free_or_another_accounts() -> None:
+    owner = module("s3_bucket_owner")
+    assert owner.owner_of("mine", ["mine", "other"], 200) == "ours"
+    assert owner.owner_of("free", ["mine"], 404) == "nobody"
+    assert owner.owner_of("taken", ["mine"], 403) == "another account"
+    assert owner.owner_of("taken", ["mine"], 200) == "another account", "answered, but not listed as ours"
+    assert owner.owner_of("elsewhere", [], 301) == "another account"
+
+
+def test_vcpu_headroom_counts_the_standard_families_only() -> None:
+    headroom = module("ec2_vcpu_headroom")
+    vcpus = {"t3.small": 2, "m5.xlarge": 4, "g4dn.xlarge": 4, "p3.2xlarge": 8}
+    running = [("t3.small", 3), ("m5.xlarge", 1), ("g4dn.xlarge", 2), ("p3.2xlarge", 1)]
+    assert headroom.vcpus_of(running, vcpus) == 3 * 2 + 4, "G and P instances have quotas of their own"
+    assert headroom.headroom(32, 10, 22)
+    assert not headroom.headroom(32, 10, 24)
+    assert headroom.headroom(None, 10, 1000), "an unknown quota is not a refusal (a warning says so)"
+
+
+def test_waf_logging_is_compared_by_destination_and_redacted_headers() -> None:
+    logging = module("wafv2_logging")
+    asked = logging.wanted("arn:acl", "arn:logs:aws-waf-logs-x", ["Cookie", "authorization", "cookie"])
+    assert asked == {
+        "ResourceArn": "arn:acl",
+        "LogDestinationConfigs": ["arn:logs:aws-waf-logs-x"],
+        "RedactedFields": [{"SingleHeader": {"Name": "authorization"}}, {"SingleHeader": {"Name": "cookie"}}],
+    }
+    current = {**asked, "ManagedByFirewallManager": False, "RedactedFields": asked["RedactedFields"][::-1]}
+    assert logging.same(current, asked), "what AWS adds, and the order of the headers, do not matter"
+    assert not logging.same(None, asked)
+    assert not logging.same({**current, "LogDestinationConfigs": ["arn:logs:aws-waf-logs-y"]}, asked)
+    assert not logging.same({**current, "RedactedFields": []}, asked)
