@@ -145,7 +145,7 @@ clean: ## Remove what builds and tests left in build/ (caches, test outputs); th
 	@rm -rf build/wheelhouse build/molecule build/fleet-test build/aws-test build/ci build/bench-venv
 
 # The production inventory against moto server on loopback, with fake credentials: nothing reaches AWS.
-AWS_EMULATOR_ENV = eval "$$(tools/aws-emulator.sh env)" && export ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/molecule/shared/example-vault-password
+AWS_EMULATOR_ENV = eval "$$(tools/aws-emulator.sh env)"
 
 aws-emulated: setup ## The AWS stack on an emulator (MODELFLEET_AWS_ENDPOINT, default http://127.0.0.1:5000), left up
 	@tools/aws-emulator.sh start

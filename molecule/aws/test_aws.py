@@ -59,7 +59,6 @@ def aws_env(endpoint: str = ENDPOINT) -> dict[str, str]:
         "MODELFLEET_AWS_ENDPOINT": endpoint,
         # The emulator's inventory cache, apart from a real account's (as tools/aws-emulator.sh env sets it).
         "ANSIBLE_INVENTORY_CACHE_CONNECTION": str(INVENTORY_CACHE),
-        "ANSIBLE_VAULT_PASSWORD_FILE": str(ROOT / "molecule" / "shared" / "example-vault-password"),
         "ANSIBLE_NOCOLOR": "1",
     }
 

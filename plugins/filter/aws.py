@@ -41,7 +41,7 @@ CERTIFICATE_ARN = re.compile(
     r"arn:aws(?:-[a-z]+)*:acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+):[0-9]{12}:certificate/[A-Za-z0-9-]+"
 )
 
-# sha256 digests of the example vault's secrets (inventories/*/group_vars/monitoring/vault.yml,
+# sha256 digests of the example vault's secrets (molecule/shared/example-vault.yml, the tests' fixture,
 # password molecule/shared/example-vault-password): a secret copied from the example is refused outside
 # an emulator, and the secrets themselves are not kept here.
 EXAMPLE_SECRET_DIGESTS = frozenset(
@@ -254,9 +254,31 @@ def aws_preflight(settings: dict[str, Any]) -> list[str]:
         )
     if "builder_connection" in settings:
         problems.extend(_builder_problems(settings))
-    if not emulated:  # the emulated runs use the example vault, on purpose
-        problems.extend(_example_secrets(settings.get("secrets") or {}, environment))
+    secrets = settings.get("secrets")
+    if not emulated and secrets is not None:  # the emulated runs use the example vault, on purpose
+        problems.extend(_missing_secrets(secrets, environment))
+        problems.extend(_example_secrets(secrets, environment))
     return problems
+
+
+TEMPLATE_PLACEHOLDER = "CHANGE-ME"  # the values of inventories/*/group_vars/monitoring/vault.yml.example
+
+
+def _missing_secrets(secrets: dict[str, Any], environment: str) -> list[str]:
+    """The secrets the inventory was read for but does not set (no vault of its own yet), in one sentence."""
+    missing = [
+        SECRET_NAMES.get(key, key)
+        for key, value in secrets.items()
+        if not value or str(value).startswith(TEMPLATE_PLACEHOLDER)
+    ]
+    if not missing:
+        return []
+    env = environment or "<environment>"
+    where = f"inventories/{env}/group_vars/monitoring/vault.yml"
+    return [
+        f"the monitoring tier's secrets are not set ({', '.join(missing)}): copy {where}.example to {where}, "
+        f"fill it in and encrypt it (ansible-vault encrypt {where})"
+    ]
 
 
 def _certificate_problems(certificate: str, region: Any) -> list[str]:

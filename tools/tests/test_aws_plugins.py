@@ -155,14 +155,14 @@ def test_preflight_asks_prod_on_aws_only_for_https() -> None:
     assert aws.aws_preflight({**SAFE, "certificate_arn": gov, "region": "us-gov-west-1"}) == []
 
 
-def example_vault(environment: str) -> dict[str, str]:
-    """The example vault's secrets, decrypted with its documented password."""
+def example_vault() -> dict[str, str]:
+    """The example vault's secrets (the tests' fixture), decrypted with its documented password."""
     from ansible.constants import DEFAULT_VAULT_ID_MATCH
     from ansible.parsing.vault import VaultLib, VaultSecret
 
     password = (ROOT / "molecule" / "shared" / "example-vault-password").read_bytes().strip()
     vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(password))])
-    path = ROOT / "inventories" / environment / "group_vars" / "monitoring" / "vault.yml"
+    path = ROOT / "molecule" / "shared" / "example-vault.yml"
     return yaml.safe_load(vault.decrypt(path.read_bytes()))
 
 
@@ -175,9 +175,8 @@ SECRETS = {
 }
 
 
-@pytest.mark.parametrize("environment", ["prod", "staging"])
-def test_preflight_refuses_the_example_vaults_secrets_outside_the_emulator(environment: str) -> None:
-    example = example_vault(environment)
+def test_preflight_refuses_the_example_vaults_secrets_outside_the_emulator() -> None:
+    example = example_vault()
     emulated = {"endpoint": "http://127.0.0.1:5000", "env_endpoint": "http://127.0.0.1:5000", "emulated": True}
     for key, name in SECRETS.items():
         secrets = {k: f"own-{k}" for k in SECRETS} | {key: example[f"vault_{key}"]}
@@ -189,12 +188,35 @@ def test_preflight_refuses_the_example_vaults_secrets_outside_the_emulator(envir
     everything = {k: example[f"vault_{k}"] for k in SECRETS}
     [problem] = aws.aws_preflight({**SAFE, "secrets": everything})
     assert problem.startswith(f"{', '.join(list(SECRETS.values())[:-1])} and {list(SECRETS.values())[-1]} are the")
-    # Other secrets, missing ones, and the example's non-secret settings (its SMTP user) pass.
+    # Other secrets, and the example's non-secret settings (its SMTP user) pass.
     assert aws.aws_preflight({**SAFE, "secrets": {k: f"own-{k}" for k in SECRETS}}) == []
-    assert aws.aws_preflight({**SAFE, "secrets": dict.fromkeys(SECRETS, "")}) == []
     assert aws.aws_preflight({**SAFE, "secrets": {"smtp_username": example["vault_alertmanager_smtp_username"]}}) == []
     source = (ROOT / "plugins" / "filter" / "aws.py").read_text()
     assert not [k for k in SECRETS if example[f"vault_{k}"] in source], "digests only, never the secrets"
+
+
+def test_preflight_refuses_an_inventory_without_its_own_secrets() -> None:
+    # The example vault is a test fixture: an inventory without a vault of its own has no secrets at all.
+    unset = dict.fromkeys(SECRETS, "") | {"grafana_admin_password": "own-password"}
+    unset["alertmanager_pager_token"] = "CHANGE-ME"  # copied from the template, not filled in
+    where = "inventories/staging/group_vars/monitoring/vault.yml"
+    assert aws.aws_preflight({**SAFE, "environment": "staging", "secrets": unset}) == [
+        f"the monitoring tier's secrets are not set ({', '.join(list(SECRETS.values())[1:])}): copy {where}.example "
+        f"to {where}, fill it in and encrypt it (ansible-vault encrypt {where})"
+    ]
+    emulated = {"endpoint": "http://127.0.0.1:5000", "env_endpoint": "http://127.0.0.1:5000", "emulated": True}
+    assert aws.aws_preflight({**SAFE, **emulated, "secrets": unset}) == [], "the emulated runs need no vault"
+    assert aws.aws_preflight({**SAFE, "secrets": None}) == [], "not read (no vault password): not judged here"
+    assert aws.aws_preflight({**SAFE, "secrets": {k: f"own-{k}" for k in SECRETS}}) == []
+
+
+def test_the_example_vault_is_a_test_fixture_not_an_inventorys() -> None:
+    for environment in ("prod", "staging"):
+        monitoring = ROOT / "inventories" / environment / "group_vars" / "monitoring"
+        assert not (monitoring / "vault.yml").exists(), f"{environment} must bring its own vault"
+        example = yaml.safe_load((monitoring / "vault.yml.example").read_text())
+        assert sorted(example) == sorted(example_vault()), "the template lists every secret the fixture has"
+        assert all(str(value).startswith("CHANGE-ME") for value in example.values())
 
 
 def test_release_names_are_stable_short_and_distinct() -> None:
