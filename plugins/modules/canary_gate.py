@@ -97,7 +97,10 @@ options:
   p99_tolerance_seconds:
     description: >-
       A canary slower than O(max_p99_ratio) times the baseline is still promoted when the difference is
-      under this many seconds (noise on fast services).
+      under this many seconds (noise on fast services). A p99 over both is a verdict only when the
+      latency histograms bear it out: the share of the canary's requests slower than the bucket bound at
+      the baseline's p99 must exceed the baseline's share there at O(error_confidence) (one-sided test),
+      since each p99 rests on 1 % of a window's requests.
     type: float
     default: 0.01
   max_cpu_ratio:
@@ -221,6 +224,9 @@ class Stats:
     ready: bool = False
     classes: dict[str, float] | None = None
     cpu_seconds: float | None = None  # CPU time spent on the requests (None: the metric is not reported)
+    # The latency histogram over the window: (upper bound in seconds, requests at most that slow), by bound,
+    # the last bound +Inf. None: not asked (the p99 comparison alone then).
+    latency_buckets: list[tuple[float, float]] | None = None
 
     @property
     def error_ratio(self) -> float:
@@ -236,9 +242,19 @@ class Stats:
             return None
         return self.cpu_seconds / self.requests
 
+    def slower_than(self, bound: float) -> float | None:
+        """Requests slower than ``bound`` (a bucket bound of the histogram), None without the histogram."""
+        if not self.latency_buckets:
+            return None
+        total = self.latency_buckets[-1][1]
+        within = max((count for le, count in self.latency_buckets if le <= bound), default=0.0)
+        return max(total - within, 0.0)
+
     def as_dict(self) -> dict[str, Any]:
+        found = asdict(self)
+        found.pop("latency_buckets")  # the verdict's numbers say what was used of it
         return {
-            **asdict(self),
+            **found,
             "error_ratio": round(self.error_ratio, 6),
             "server_error_ratio": round(self.server_error_ratio, 6),
             "cpu_per_request_seconds": None if self.cpu_per_request is None else round(self.cpu_per_request, 7),
@@ -283,19 +299,52 @@ def z_of(confidence: float) -> float:
     return NormalDist().inv_cdf(confidence)
 
 
-def excess_z(canary: Stats, baseline: Stats, margin: float) -> float:
-    """One-sided test that the canary's error ratio exceeds the baseline's by more than ``margin``.
+def proportion_excess_z(hits: float, total: float, base_hits: float, base_total: float, margin: float) -> float:
+    """One-sided test that the share ``hits / total`` exceeds ``base_hits / base_total`` by more than ``margin``.
 
     The z statistic of the difference of two proportions against ``margin`` (unpooled standard error):
     how many standard errors the observed excess lies above the allowed one. With no variance on either
-    side (no error, or nothing but errors) the observed difference decides alone (infinite z).
+    side (none, or all of them) the observed difference decides alone (infinite z).
     """
-    pc, pb = canary.error_ratio, baseline.error_ratio
-    variance = pc * (1 - pc) / max(canary.requests, 1) + pb * (1 - pb) / max(baseline.requests, 1)
+    pc = hits / total if total > 0 else 0.0
+    pb = base_hits / base_total if base_total > 0 else 0.0
+    variance = pc * (1 - pc) / max(total, 1) + pb * (1 - pb) / max(base_total, 1)
     excess = pc - pb - margin
     if variance <= 0:
         return math.inf if excess > 0 else -math.inf
     return excess / math.sqrt(variance)
+
+
+def excess_z(canary: Stats, baseline: Stats, margin: float) -> float:
+    """One-sided test that the canary's error ratio exceeds the baseline's by more than ``margin``."""
+    return proportion_excess_z(canary.errors, canary.requests, baseline.errors, baseline.requests, margin)
+
+
+def slower_tail(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[float, str] | None:
+    """Whether the canary's tail is slower than the baseline's beyond chance: (z, what it compared), or None.
+
+    The p99 values are estimates from a handful of requests each (1 % of a window's), interpolated inside a
+    histogram bucket. What holds up is a count: the requests slower than the bucket bound at or above the
+    baseline's p99. About 1 % of the baseline's are; a canary whose share there is larger by a one-sided
+    z >= ``error_z`` is slower in its tail, not unlucky. None when either side has no histogram.
+    """
+    if not canary.latency_buckets or not baseline.latency_buckets or baseline.p99_seconds is None:
+        return None
+    bounds = [le for le, _ in baseline.latency_buckets if le >= baseline.p99_seconds and math.isfinite(le)]
+    if not bounds:
+        return None
+    bound = bounds[0]
+    slow, base_slow = canary.slower_than(bound), baseline.slower_than(bound)
+    total, base_total = canary.latency_buckets[-1][1], baseline.latency_buckets[-1][1]
+    if slow is None or base_slow is None or total <= 0 or base_total <= 0:
+        return None
+    z = proportion_excess_z(slow, total, base_slow, base_total, 0.0)
+    compared = (
+        f"{slow / total:.1%} of the canary's requests slower than {bound * 1000:g} ms against "
+        f"{base_slow / base_total:.1%} of the baseline's ({slow:.0f} of {total:.0f} against "
+        f"{base_slow:.0f} of {base_total:.0f}; one-sided z {min(z, 99):.1f}"
+    )
+    return z, compared
 
 
 def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list[str]]:
@@ -339,10 +388,16 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
     elif compare and p99 is not None and baseline.p99_seconds is not None:
         base = baseline.p99_seconds
         if p99 > base * limits.max_p99_ratio and p99 - base > limits.p99_tolerance_seconds:
-            reasons.append(
+            reason = (
                 f"p99 {p99 * 1000:.1f} ms > {limits.max_p99_ratio:g} x baseline {base * 1000:.1f} ms"
                 f" ({(p99 - base) * 1000:.1f} ms slower; tolerance {limits.p99_tolerance_seconds * 1000:.0f} ms)"
             )
+            # As large as that, and beyond chance: the slow requests are counted where the histograms are.
+            tail = slower_tail(canary, baseline, limits)
+            if tail is None:
+                reasons.append(reason)
+            elif tail[0] >= limits.error_z:
+                reasons.append(f"{reason}: {tail[1]} >= {limits.error_z:.2f})")
     cpu, base_cpu = canary.cpu_per_request, baseline.cpu_per_request
     costlier = (
         compare
@@ -426,6 +481,8 @@ def observe(
     up = prom.scalar(f"min(min_over_time(up{_matchers(*base)}{span}))", at)
     ready = prom.scalar(f"min(min_over_time(model_service_ready{_matchers(*base)}{span}))", at)
     cpu = prom.scalar(f"sum(increase(model_service_request_cpu_seconds_total{requests}{span}))", at)
+    histogram = prom.query(f"sum by (le) (increase(model_service_request_duration_seconds_bucket{requests}{span}))", at)
+    buckets = sorted((float(r["metric"].get("le", "+Inf")), float(r["value"][1])) for r in histogram)
     per_class = None
     if classes:
         found = prom.query(f"sum by (class) (increase(model_service_predictions_total{_matchers(*base)}{span}))", at)
@@ -439,6 +496,7 @@ def observe(
         ready=up == 1 and ready == 1,
         classes=per_class,
         cpu_seconds=None if cpu is None else round(cpu, 6),
+        latency_buckets=[(le, round(count, 1)) for le, count in buckets if not math.isnan(count)] or None,
     )
 
 

@@ -102,6 +102,39 @@ def test_p99_over_the_ceiling_or_much_slower_than_the_baseline_rolls_back() -> N
     assert reasons == ["p99 30.0 ms > 1.5 x baseline 4.0 ms (26.0 ms slower; tolerance 10 ms)"]
 
 
+def histogram(requests: float, slower: float) -> list[tuple[float, float]]:
+    """A latency histogram of ``requests`` of which ``slower`` took more than 5 ms (all under 100 ms)."""
+    return [(0.0025, (requests - slower) / 2), (0.005, requests - slower), (0.1, requests), (math.inf, requests)]
+
+
+def test_a_slower_p99_the_histograms_do_not_bear_out_is_noise() -> None:
+    # 3 of 200 canary requests over 5 ms (1.5 %) against 10 of 1,000 (1.0 %): the canary's p99 lands in a
+    # higher bucket, 30 ms against 5 ms, but 3 slow requests are no evidence (one-sided z 0.5).
+    baseline = Stats(requests=1000, p99_seconds=0.005, targets=2, ready=True, latency_buckets=histogram(1000, 10))
+    canary = Stats(requests=200, p99_seconds=0.030, targets=1, ready=True, latency_buckets=histogram(200, 3))
+    assert judge(canary, baseline, Thresholds(min_requests=200)) == ("promote", [])
+    # The same p99s without the histograms: the point estimates alone decide, as they must.
+    bare = Stats(requests=200, p99_seconds=0.030, targets=1, ready=True)
+    assert (
+        judge(bare, Stats(requests=1000, p99_seconds=0.005, targets=2, ready=True), Thresholds(min_requests=200))[0]
+        == "rollback"
+    )
+
+
+def test_a_slower_tail_with_enough_requests_rolls_back_with_its_counts() -> None:
+    baseline = Stats(requests=1000, p99_seconds=0.005, targets=2, ready=True, latency_buckets=histogram(1000, 10))
+    canary = Stats(requests=2000, p99_seconds=0.060, targets=1, ready=True, latency_buckets=histogram(2000, 100))
+    verdict, reasons = judge(canary, baseline, Thresholds())
+    assert verdict == "rollback"
+    assert reasons == [
+        "p99 60.0 ms > 1.5 x baseline 5.0 ms (55.0 ms slower; tolerance 10 ms): 5.0% of the canary's requests "
+        "slower than 5 ms against 1.0% of the baseline's (100 of 2000 against 10 of 1000; one-sided z 6.9 >= 1.65)"
+    ]
+    # As many slow requests in the same share, but a p99 within the ratio: no verdict from latency.
+    close = Stats(requests=2000, p99_seconds=0.006, targets=1, ready=True, latency_buckets=histogram(2000, 100))
+    assert judge(close, baseline, Thresholds())[0] == "promote"
+
+
 def test_a_slower_p99_within_the_tolerance_is_noise() -> None:
     canary = Stats(requests=500, errors=0, p99_seconds=0.009, targets=1, ready=True)
     assert judge(canary, HEALTHY, Thresholds(max_p99_ratio=1.5, p99_tolerance_seconds=0.01))[0] == "promote"
@@ -443,7 +476,10 @@ def test_real_prometheus_rolls_back_a_slow_canary(prometheus: gate.Prometheus) -
     result = _run(prometheus, "r2-slow")
     assert result["verdict"] == "rollback"
     assert result["canary"]["p99_seconds"] > 0.1
-    assert any(reason.startswith("p99 ") and "x baseline" in reason for reason in result["reasons"]), result
+    [reason] = [reason for reason in result["reasons"] if reason.startswith("p99 ") and "x baseline" in reason]
+    # Counted in Prometheus' histograms: every canary request over the bucket at the baseline's p99, none of
+    # the baseline's.
+    assert "100.0% of the canary's requests slower than 5 ms against 0.0% of the baseline's" in reason, reason
 
 
 def test_real_prometheus_rolls_back_a_failing_canary(prometheus: gate.Prometheus) -> None:
