@@ -171,6 +171,13 @@ reasons:
   returned: always
   type: list
   elements: str
+notes:
+  description: >-
+    What the verdict did not count but an operator should see, with its numbers: a p99 over the baseline's
+    ratio and tolerance that the latency histograms did not bear out.
+  returned: always
+  type: list
+  elements: str
 canary:
   description: >-
     What the canary did in the window (requests, errors: 5xx and 4xx but 429, server_errors: 5xx,
@@ -320,20 +327,21 @@ def excess_z(canary: Stats, baseline: Stats, margin: float) -> float:
     return proportion_excess_z(canary.errors, canary.requests, baseline.errors, baseline.requests, margin)
 
 
-def slower_tail(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[float, str] | None:
+def slower_tail(canary: Stats, baseline: Stats) -> tuple[float, str] | None:
     """Whether the canary's tail is slower than the baseline's beyond chance: (z, what it compared), or None.
 
     The p99 values are estimates from a handful of requests each (1 % of a window's), interpolated inside a
-    histogram bucket. What holds up is a count: the requests slower than the bucket bound at or above the
-    baseline's p99. About 1 % of the baseline's are; a canary whose share there is larger by a one-sided
-    z >= ``error_z`` is slower in its tail, not unlucky. None when either side has no histogram.
+    histogram bucket. What holds up is a count: the requests slower than the highest bucket bound at or
+    under the canary's p99 (more than 1 % of the canary's are, by construction). A canary whose share
+    there is larger than the baseline's by a one-sided z >= ``error_z`` is slower in its tail, not
+    unlucky. None when a side has no histogram or the two histograms do not share that bound.
     """
-    if not canary.latency_buckets or not baseline.latency_buckets or baseline.p99_seconds is None:
+    if not canary.latency_buckets or not baseline.latency_buckets or canary.p99_seconds is None:
         return None
-    bounds = [le for le, _ in baseline.latency_buckets if le >= baseline.p99_seconds and math.isfinite(le)]
-    if not bounds:
+    bounds = [le for le, _ in canary.latency_buckets if le <= canary.p99_seconds and math.isfinite(le)]
+    if not bounds or bounds[-1] not in {le for le, _ in baseline.latency_buckets}:
         return None
-    bound = bounds[0]
+    bound = bounds[-1]
     slow, base_slow = canary.slower_than(bound), baseline.slower_than(bound)
     total, base_total = canary.latency_buckets[-1][1], baseline.latency_buckets[-1][1]
     if slow is None or base_slow is None or total <= 0 or base_total <= 0:
@@ -342,9 +350,24 @@ def slower_tail(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[flo
     compared = (
         f"{slow / total:.1%} of the canary's requests slower than {bound * 1000:g} ms against "
         f"{base_slow / base_total:.1%} of the baseline's ({slow:.0f} of {total:.0f} against "
-        f"{base_slow:.0f} of {base_total:.0f}; one-sided z {min(z, 99):.1f}"
+        f"{base_slow:.0f} of {base_total:.0f}; one-sided z {max(min(z, 99), -99):.1f}"
     )
     return z, compared
+
+
+def latency_notes(canary: Stats, baseline: Stats, limits: Thresholds) -> list[str]:
+    """What the verdict did not count but an operator should see: a slower p99 the histograms did not bear out."""
+    p99, base = canary.p99_seconds, baseline.p99_seconds
+    if p99 is None or base is None or p99 > limits.max_p99_seconds or baseline.requests < limits.min_requests:
+        return []
+    if not (p99 > base * limits.max_p99_ratio and p99 - base > limits.p99_tolerance_seconds):
+        return []
+    tail = slower_tail(canary, baseline)
+    if tail is None or tail[0] >= limits.error_z:
+        return []
+    return [
+        f"p99 {p99 * 1000:.1f} ms against baseline {base * 1000:.1f} ms not counted: {tail[1]} < {limits.error_z:.2f})"
+    ]
 
 
 def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list[str]]:
@@ -393,7 +416,7 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
                 f" ({(p99 - base) * 1000:.1f} ms slower; tolerance {limits.p99_tolerance_seconds * 1000:.0f} ms)"
             )
             # As large as that, and beyond chance: the slow requests are counted where the histograms are.
-            tail = slower_tail(canary, baseline, limits)
+            tail = slower_tail(canary, baseline)
             if tail is None:
                 reasons.append(reason)
             elif tail[0] >= limits.error_z:
@@ -528,6 +551,7 @@ def run_gate(
             break
         sleep(poll_interval)
     verdict, reasons = judge(seen, base, limits)
+    notes = latency_notes(seen, base, limits)
     waited = round(clock() - started, 1)
     p99 = "n/a" if seen.p99_seconds is None else f"{seen.p99_seconds * 1000:.1f} ms"
     base_p99 = "n/a" if base.p99_seconds is None else f"{base.p99_seconds * 1000:.1f} ms"
@@ -541,10 +565,12 @@ def run_gate(
         f"{'ready' if seen.ready else 'NOT ready'} ({seen.targets} host(s)); baseline {base.requests:.0f} requests, "
         f"errors {base.error_ratio:.2%}, p99 {base_p99}{cpu(base)} ({base.targets} host(s)); over {window} s"
         + (f" — {'; '.join(reasons)}" if reasons else "")
+        + (f" (noted: {'; '.join(notes)})" if notes else "")
     )
     return {
         "verdict": verdict,
         "reasons": reasons,
+        "notes": notes,
         "canary": seen.as_dict(),
         "baseline": base.as_dict(),
         "window": window,

@@ -102,37 +102,75 @@ def test_p99_over_the_ceiling_or_much_slower_than_the_baseline_rolls_back() -> N
     assert reasons == ["p99 30.0 ms > 1.5 x baseline 4.0 ms (26.0 ms slower; tolerance 10 ms)"]
 
 
-def histogram(requests: float, slower: float) -> list[tuple[float, float]]:
-    """A latency histogram of ``requests`` of which ``slower`` took more than 5 ms (all under 100 ms)."""
-    return [(0.0025, (requests - slower) / 2), (0.005, requests - slower), (0.1, requests), (math.inf, requests)]
+def histogram(requests: float, slower: float, bound: float = 0.005) -> list[tuple[float, float]]:
+    """A latency histogram of ``requests`` of which ``slower`` took more than ``bound`` (all under 100 ms)."""
+    edges = [0.0025, 0.005, 0.01, 0.025, 0.1]
+    return [(le, requests - slower if le <= bound else requests) for le in edges] + [(math.inf, requests)]
 
 
-def test_a_slower_p99_the_histograms_do_not_bear_out_is_noise() -> None:
-    # 3 of 200 canary requests over 5 ms (1.5 %) against 10 of 1,000 (1.0 %): the canary's p99 lands in a
-    # higher bucket, 30 ms against 5 ms, but 3 slow requests are no evidence (one-sided z 0.5).
-    baseline = Stats(requests=1000, p99_seconds=0.005, targets=2, ready=True, latency_buckets=histogram(1000, 10))
-    canary = Stats(requests=200, p99_seconds=0.030, targets=1, ready=True, latency_buckets=histogram(200, 3))
-    assert judge(canary, baseline, Thresholds(min_requests=200)) == ("promote", [])
+def test_a_slower_p99_the_histograms_do_not_bear_out_is_noise_and_noted() -> None:
+    # 3 of 200 canary requests over 25 ms (1.5 %) against 10 of 1,000 (1.0 %): the canary's p99 is 30 ms
+    # against 25 ms, over a ratio of 1.1 and 2 ms, but 3 slow requests are no evidence (one-sided z 0.5).
+    baseline = Stats(
+        requests=1000, p99_seconds=0.025, targets=2, ready=True, latency_buckets=histogram(1000, 10, bound=0.025)
+    )
+    canary = Stats(
+        requests=200, p99_seconds=0.030, targets=1, ready=True, latency_buckets=histogram(200, 3, bound=0.025)
+    )
+    limits = Thresholds(min_requests=200, max_p99_ratio=1.1, p99_tolerance_seconds=0.002)
+    assert judge(canary, baseline, limits) == ("promote", [])
+    # Not counted, but said: the operator sees the slower p99 and why it was no verdict.
+    assert gate.latency_notes(canary, baseline, limits) == [
+        "p99 30.0 ms against baseline 25.0 ms not counted: 1.5% of the canary's requests slower than 25 ms against "
+        "1.0% of the baseline's (3 of 200 against 10 of 1000; one-sided z 0.5 < 1.65)"
+    ]
     # The same p99s without the histograms: the point estimates alone decide, as they must.
     bare = Stats(requests=200, p99_seconds=0.030, targets=1, ready=True)
-    assert (
-        judge(bare, Stats(requests=1000, p99_seconds=0.005, targets=2, ready=True), Thresholds(min_requests=200))[0]
-        == "rollback"
-    )
+    unbinned = Stats(requests=1000, p99_seconds=0.025, targets=2, ready=True)
+    assert judge(bare, unbinned, limits)[0] == "rollback"
+    assert gate.latency_notes(bare, unbinned, limits) == []
 
 
 def test_a_slower_tail_with_enough_requests_rolls_back_with_its_counts() -> None:
     baseline = Stats(requests=1000, p99_seconds=0.005, targets=2, ready=True, latency_buckets=histogram(1000, 10))
-    canary = Stats(requests=2000, p99_seconds=0.060, targets=1, ready=True, latency_buckets=histogram(2000, 100))
+    canary = Stats(
+        requests=2000, p99_seconds=0.060, targets=1, ready=True, latency_buckets=histogram(2000, 100, bound=0.025)
+    )
     verdict, reasons = judge(canary, baseline, Thresholds())
     assert verdict == "rollback"
     assert reasons == [
         "p99 60.0 ms > 1.5 x baseline 5.0 ms (55.0 ms slower; tolerance 10 ms): 5.0% of the canary's requests "
-        "slower than 5 ms against 1.0% of the baseline's (100 of 2000 against 10 of 1000; one-sided z 6.9 >= 1.65)"
+        "slower than 25 ms against 0.0% of the baseline's (100 of 2000 against 0 of 1000; one-sided z 10.3 >= 1.65)"
     ]
+    assert gate.latency_notes(canary, baseline, Thresholds()) == []
     # As many slow requests in the same share, but a p99 within the ratio: no verdict from latency.
-    close = Stats(requests=2000, p99_seconds=0.006, targets=1, ready=True, latency_buckets=histogram(2000, 100))
+    close = Stats(
+        requests=2000, p99_seconds=0.006, targets=1, ready=True, latency_buckets=histogram(2000, 100, bound=0.025)
+    )
     assert judge(close, baseline, Thresholds())[0] == "promote"
+
+
+def test_a_slower_tail_inside_the_baselines_p99_bucket_is_still_seen() -> None:
+    # Both p99s in the (10, 25] ms bucket: 12 of 1,000 baseline requests over 10 ms against 60 of 1,000 of the
+    # canary's. Counted above the bucket bound under the canary's p99 (10 ms), the excess is plain.
+    baseline = Stats(
+        requests=1000, p99_seconds=0.0125, targets=2, ready=True, latency_buckets=histogram(1000, 12, bound=0.01)
+    )
+    canary = Stats(
+        requests=1000, p99_seconds=0.0225, targets=1, ready=True, latency_buckets=histogram(1000, 60, bound=0.01)
+    )
+    verdict, reasons = judge(canary, baseline, Thresholds(p99_tolerance_seconds=0.005))
+    assert verdict == "rollback"
+    assert "6.0% of the canary's requests slower than 10 ms against 1.2% of the baseline's" in reasons[0]
+
+
+def test_histograms_with_different_buckets_leave_the_point_comparison_alone() -> None:
+    # A release that changed its histogram's bucket bounds: no common bound to count at.
+    baseline = Stats(requests=1000, p99_seconds=0.005, targets=2, ready=True, latency_buckets=histogram(1000, 10))
+    other = [(0.004, 100.0), (0.02, 190.0), (0.2, 200.0), (math.inf, 200.0)]
+    canary = Stats(requests=200, p99_seconds=0.030, targets=1, ready=True, latency_buckets=other)
+    assert gate.slower_tail(canary, baseline) is None
+    assert judge(canary, baseline, Thresholds(min_requests=200))[0] == "rollback"
 
 
 def test_a_slower_p99_within_the_tolerance_is_noise() -> None:
@@ -477,9 +515,9 @@ def test_real_prometheus_rolls_back_a_slow_canary(prometheus: gate.Prometheus) -
     assert result["verdict"] == "rollback"
     assert result["canary"]["p99_seconds"] > 0.1
     [reason] = [reason for reason in result["reasons"] if reason.startswith("p99 ") and "x baseline" in reason]
-    # Counted in Prometheus' histograms: every canary request over the bucket at the baseline's p99, none of
+    # Counted in Prometheus' histograms: every canary request over the bucket bound under its p99, none of
     # the baseline's.
-    assert "100.0% of the canary's requests slower than 5 ms against 0.0% of the baseline's" in reason, reason
+    assert "100.0% of the canary's requests slower than 100 ms against 0.0% of the baseline's" in reason, reason
 
 
 def test_real_prometheus_rolls_back_a_failing_canary(prometheus: gate.Prometheus) -> None:
