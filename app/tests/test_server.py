@@ -158,19 +158,27 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
 
 
 def test_sigterm_finishes_in_flight_request_and_refuses_new_ones(live, artifact, instance) -> None:
-    service = live(artifact, drain_seconds="1.0")
+    service = live(artifact, drain_seconds="3.0")
     request = _request_bytes(json.dumps({"instances": [instance] * 50}).encode())
     with socket.create_connection(("127.0.0.1", service.port), timeout=30) as in_flight:
         in_flight.sendall(request[: len(request) // 2])  # the client is mid-request when SIGTERM arrives
         time.sleep(0.2)
         service.signal(signal.SIGTERM)
-        time.sleep(0.3)
-        ready = requests.get(service.url + "/ready", timeout=5)  # the drain window: still answering, not ready
+        # The drain window: still answering, not ready (asked until the signal is handled, however busy the
+        # machine is).
+        wait_for(lambda: requests.get(service.url + "/ready", timeout=5).status_code == 503)
+        ready = requests.get(service.url + "/ready", timeout=5)
         assert ready.status_code == 503
         assert ready.json()["error"] == "draining"
-        time.sleep(1.2)  # past drain_seconds: the listener is closed
-        with pytest.raises(requests.ConnectionError):
-            requests.post(service.url + "/predict", json=instance, timeout=5)
+
+        def listener_closed() -> bool:  # past drain_seconds
+            try:
+                requests.post(service.url + "/predict", json=instance, timeout=5)
+            except requests.ConnectionError:
+                return True
+            return False
+
+        wait_for(listener_closed)
         in_flight.sendall(request[len(request) // 2 :])
         status, body = _read_response(in_flight)
     assert status == 200

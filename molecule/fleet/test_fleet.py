@@ -428,6 +428,60 @@ def test_scale_out_and_in_under_load() -> None:
     assert set(result.versions) == {"2.0.0"}
 
 
+def test_release_interrupted_during_its_canary_is_undone_by_site() -> None:
+    # A release killed while its canary takes a share leaves the fleet serving two images, and its lease
+    # behind. site.yml takes the dead run's lease over, saying so, and goes back to the image the fleet
+    # served before the release began (the newest the record says was released and judged good): never to
+    # the one no gate judged. Clients lose nothing on the way, and the rollback below still goes to 1.0.0.
+    model = train("v2-interrupted", "2.3.0", "--rows", "3000", "--rounds", "30", "--seed", "13")
+    hosts = app_hosts()
+    assert set(served_versions().values()) == {"2.0.0"}
+    long_canary = ["-e", json.dumps({"modelfleet_canary_window": 600, "modelfleet_canary_max_wait": 600})]
+    args = ["-i", "inventories/local", "playbooks/release.yml", "-e", f"model_service_model_src={model}"]
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    served_before = next(r["image"] for r in reversed(releases()) if r.get("model_version") == "2.0.0")
+    with load("interrupted-release", seconds=1800) as result:
+        with (WORK / "logs" / "interrupted-release.log").open("w") as log:
+            process = subprocess.Popen(
+                [str(BIN / "ansible-playbook"), *args, *GATE, *long_canary],
+                cwd=ROOT,
+                env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+
+                def canary_in_service() -> bool:
+                    # The new host serves 2.3.0 and the balancer gives it a share (its status line carries no
+                    # release yet: the record has none of an image no gate has judged).
+                    assert process.poll() is None, "the release ended before its canary could be interrupted"
+                    canaries = [host for host, version in served_versions().items() if version == "2.3.0"]
+                    if not canaries:
+                        return False
+                    status = playbook("playbooks/status.yml").stdout
+                    pattern = rf"\b{re.escape(canaries[0])} \(.*state ready, weight [1-9]\d*, health up"
+                    return bool(re.search(pattern, status))
+
+                wait_for(canary_in_service, 900, "the canary in service at the balancer")
+                time.sleep(5)  # the canary answers its share of the load
+            finally:
+                os.killpg(process.pid, 9)
+                process.wait()
+        assert set(served_versions().values()) == {"2.0.0", "2.3.0"}
+        site = playbook("site.yml")
+    assert_clean(result)
+    assert "2.3.0" in result.versions, "the canary answered requests before the release was killed"
+    assert "a stale lease (release.yml by " in site.stdout + site.stderr
+    assert set(served_versions().values()) == {"2.0.0"}
+    assert len(app_hosts()) == len(hosts)
+    images = {docker("inspect", "-f", "{{.Config.Image}}", host) for host in app_hosts()}
+    assert images == {served_before}, "back on the very image served before the release began"
+    last = releases()[-1]
+    assert (last["image"], last["result"]) == (served_before, "succeeded"), last
+    assert "1 removed" in last["detail"], last
+
+
 def test_rollback_goes_back_to_the_image_served_before() -> None:
     with load("rollback") as result:
         playbook("playbooks/rollback.yml")

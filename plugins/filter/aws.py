@@ -59,6 +59,9 @@ SECRET_NAMES = {
     "alertmanager_smtp_password": "Alertmanager's SMTP password",
     "alertmanager_pager_webhook_url": "Alertmanager's pager webhook URL",
     "alertmanager_pager_token": "Alertmanager's pager token",
+    # Not secret, but in the vault too: without them Alertmanager has no mail server to send through.
+    "alertmanager_smtp_smarthost": "Alertmanager's SMTP server",
+    "alertmanager_smtp_username": "Alertmanager's SMTP user",
 }
 
 

@@ -33,6 +33,12 @@ options:
     type: str
     required: true
     no_log: true
+  required:
+    description: >-
+      Fail when the database does not exist (Grafana runs, so it should): a O(database) that is not where
+      Grafana keeps it would otherwise leave the password unchanged without a word.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -102,6 +108,7 @@ def main() -> None:
             "database": {"type": "path", "default": "/var/lib/grafana/grafana.db"},
             "login": {"type": "str", "default": "admin"},
             "password": {"type": "str", "required": True, "no_log": True},
+            "required": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -110,6 +117,10 @@ def main() -> None:
         state = reconcile(Path(params["database"]), params["login"], params["password"], module.check_mode)
     except Refused as refused:
         module.fail_json(msg=str(refused))
+    if state == "absent" and params["required"]:
+        module.fail_json(
+            msg=f"no Grafana database at {params['database']}: grafana_database must be where Grafana keeps it"
+        )
     module.exit_json(changed=state == "changed", state=state)
 
 

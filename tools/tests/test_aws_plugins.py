@@ -208,6 +208,10 @@ def test_preflight_refuses_an_inventory_without_its_own_secrets() -> None:
     assert aws.aws_preflight({**SAFE, **emulated, "secrets": unset}) == [], "the emulated runs need no vault"
     assert aws.aws_preflight({**SAFE, "secrets": None}) == [], "not read (no vault password): not judged here"
     assert aws.aws_preflight({**SAFE, "secrets": {k: f"own-{k}" for k in SECRETS}}) == []
+    # The mail settings are checked for being set as well: Alertmanager cannot send without them.
+    mail = {k: f"own-{k}" for k in SECRETS} | {"alertmanager_smtp_smarthost": "CHANGE-ME smtp.example.com:587"}
+    [problem] = aws.aws_preflight({**SAFE, "secrets": mail})
+    assert problem.startswith("the monitoring tier's secrets are not set (Alertmanager's SMTP server): "), problem
 
 
 def test_the_example_vault_is_a_test_fixture_not_an_inventorys() -> None:

@@ -161,13 +161,13 @@ def test_waf_refuses_a_load_balancer_still_provisioning(endpoint: tuple[str, str
     kind, url = endpoint
     _, subnets = network(url)
     elb, waf = client(url, "elbv2"), client(url, "wafv2")
-    lb = elb.create_load_balancer(Name="lb-waf", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
-    acl = waf.create_web_acl(
+    acl = waf.create_web_acl(  # first: only the calls the test is about fall inside the provisioning window
         Name="acl",
         Scope="REGIONAL",
         DefaultAction={"Allow": {}},
         VisibilityConfig={"SampledRequestsEnabled": False, "CloudWatchMetricsEnabled": False, "MetricName": "acl"},
     )["Summary"]["ARN"]
+    lb = elb.create_load_balancer(Name="lb-waf", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
     described = elb.describe_load_balancers(LoadBalancerArns=[lb])["LoadBalancers"][0]["State"]["Code"]
     if kind == "plain":  # moto: active on the first look, associated at once
         assert described == "active"
@@ -177,10 +177,11 @@ def test_waf_refuses_a_load_balancer_still_provisioning(endpoint: tuple[str, str
     with pytest.raises(ClientError) as refused:
         waf.associate_web_acl(WebACLArn=acl, ResourceArn=lb)
     assert refused.value.response["Error"]["Code"] == "WAFUnavailableEntityException"
-    deadline = time.monotonic() + 10
-    while elb.describe_load_balancers(LoadBalancerArns=[lb])["LoadBalancers"][0]["State"]["Code"] != "active":
-        assert time.monotonic() < deadline, "the load balancer never became active"
-        time.sleep(0.2)
+
+    def active() -> None:
+        assert elb.describe_load_balancers(LoadBalancerArns=[lb])["LoadBalancers"][0]["State"]["Code"] == "active"
+
+    eventually(active, "the load balancer is active")
     waf.associate_web_acl(WebACLArn=acl, ResourceArn=lb)
     assert waf.get_web_acl_for_resource(ResourceArn=lb)["WebACL"]["ARN"] == acl
 

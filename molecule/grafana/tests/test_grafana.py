@@ -28,6 +28,8 @@ def test_grafana_ini_locks_the_door(host):
     assert config["security"]["admin_password"] == '"""example-grafana-admin-password"""'
     assert config["analytics"]["reporting_enabled"] == "false"
     assert config["server"]["http_port"] == "3000"
+    # Where the role makes the admin password the vault's is where Grafana keeps its users.
+    assert config["database"]["path"] == "/var/lib/grafana/grafana.db"
     f = host.file("/etc/grafana/grafana.ini")
     assert f.mode == 0o640
 
