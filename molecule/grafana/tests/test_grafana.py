@@ -69,10 +69,10 @@ def test_the_admin_password_is_the_vaults_after_grafanas_first_start(host):
     # prepare left the database of a first start with another password; Grafana checks a login against
     # PBKDF2-HMAC-SHA256 (10,000 rounds, 50 bytes) of the password with the user's salt.
     query = (
-        "import sqlite3; print(*sqlite3.connect('/var/lib/grafana/grafana.db').execute("
-        "\"SELECT password, salt FROM user WHERE login = 'admin'\").fetchone())"
+        "import sqlite3; db = sqlite3.connect('/var/lib/grafana/grafana.db'); "
+        "print(*db.execute(\"SELECT password, salt FROM user WHERE login = 'admin'\").fetchone())"
     )
-    stored, salt = host.check_output(f'python3 -c "{query}"').split()
+    stored, salt = host.check_output("python3 -c %s", query).split()  # the query quoted as one argument
     assert salt == "F3FAxVm33R", "the user's salt is kept"
     vault = hashlib.pbkdf2_hmac("sha256", b"example-grafana-admin-password", salt.encode(), 10_000, 50).hex()
     first_start = hashlib.pbkdf2_hmac("sha256", b"the-first-start-password", salt.encode(), 10_000, 50).hex()
