@@ -95,8 +95,8 @@ LANE_LIMIT_unit ?= 1200
 LANE_LIMIT_molecule ?= 3000
 LANE_LIMIT_molecule-a ?= 2700
 LANE_LIMIT_molecule-b ?= 2700
-LANE_LIMIT_aws ?= 2700
-LANE_LIMIT_fleet ?= 2700
+LANE_LIMIT_aws ?= 3000
+LANE_LIMIT_fleet ?= 3000
 # Interrupted (Ctrl-C, or CI stopping the run), it stops every lane's process group (tools/lane records it).
 test: setup lint fixtures ## Everything CI runs: lint, then the unit, Molecule (two), AWS and fleet lanes side by side
 	@mkdir -p build/ci; rm -f build/ci/*.pgid; pids=""; \
