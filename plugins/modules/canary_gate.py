@@ -355,12 +355,17 @@ def slower_tail(canary: Stats, baseline: Stats) -> tuple[float, str] | None:
     return z, compared
 
 
+def p99_over_baseline(p99: float, base: float, limits: Thresholds) -> bool:
+    """Whether a canary p99 is over the baseline's by both the ratio and the tolerance (the point comparison)."""
+    return p99 > base * limits.max_p99_ratio and p99 - base > limits.p99_tolerance_seconds
+
+
 def latency_notes(canary: Stats, baseline: Stats, limits: Thresholds) -> list[str]:
     """What the verdict did not count but an operator should see: a slower p99 the histograms did not bear out."""
     p99, base = canary.p99_seconds, baseline.p99_seconds
     if p99 is None or base is None or p99 > limits.max_p99_seconds or baseline.requests < limits.min_requests:
         return []
-    if not (p99 > base * limits.max_p99_ratio and p99 - base > limits.p99_tolerance_seconds):
+    if not p99_over_baseline(p99, base, limits):
         return []
     tail = slower_tail(canary, baseline)
     if tail is None or tail[0] >= limits.error_z:
@@ -410,7 +415,7 @@ def judge(canary: Stats, baseline: Stats, limits: Thresholds) -> tuple[str, list
         reasons.append(f"p99 {p99 * 1000:.1f} ms > ceiling {limits.max_p99_seconds * 1000:.1f} ms")
     elif compare and p99 is not None and baseline.p99_seconds is not None:
         base = baseline.p99_seconds
-        if p99 > base * limits.max_p99_ratio and p99 - base > limits.p99_tolerance_seconds:
+        if p99_over_baseline(p99, base, limits):
             reason = (
                 f"p99 {p99 * 1000:.1f} ms > {limits.max_p99_ratio:g} x baseline {base * 1000:.1f} ms"
                 f" ({(p99 - base) * 1000:.1f} ms slower; tolerance {limits.p99_tolerance_seconds * 1000:.0f} ms)"
