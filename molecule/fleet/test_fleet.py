@@ -307,7 +307,7 @@ def test_much_slower_release_is_rolled_back_by_the_canary_gate() -> None:
     assert "The fleet's lease was given back (the run ended before its last play)." in failed.stdout
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0, output[-3000:]
-    assert "Release rolled back by the canary gate at 25 % of the requests: rollback: canary" in output
+    assert "rolled back by the canary gate at 25 % of the requests: rollback: canary" in output
     record = releases()[-1]
     print(f"canary gate: {record['canary']}")
     assert record["result"] == "rolled back"

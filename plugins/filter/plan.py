@@ -3,9 +3,9 @@
 ``release_plan`` lays out what release.yml would do from what is served now and the settings it would
 use: the contract guard's verdict, the hosts (or Auto Scaling Group) it would start, each canary step with
 the share of requests the balancer's weights or the listener's give it, the soak, the gate's thresholds
-and no-data rule, and what goes at the end. It uses the functions the release itself uses (canary_steps,
-canary_weights, batches, contract_changes), so the shares and batches it shows are the ones the release
-would set.
+and no-data rule, and what goes at the end. It says the plan the release engine computes and both
+providers execute (engine.local_roll, engine.aws_roll), so the batches, steps and weights it shows are
+the ones the release sets.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 try:  # as a collection plugin
-    from ansible_collections.modelfleet.fleet.plugins.filter.fleet import batches, canary_steps, canary_weights
+    from ansible_collections.modelfleet.fleet.plugins.filter.engine import aws_roll, local_roll
+    from ansible_collections.modelfleet.fleet.plugins.filter.fleet import canary_weights
     from ansible_collections.modelfleet.fleet.plugins.filter.release import contract_changes
 except ImportError:  # as a module beside them (unit tests)
-    from fleet import batches, canary_steps, canary_weights  # type: ignore[no-redef]
+    from engine import aws_roll, local_roll  # type: ignore[no-redef]
+    from fleet import canary_weights  # type: ignore[no-redef]
     from release import contract_changes  # type: ignore[no-redef]
 
 Step = dict[str, Any]
@@ -62,82 +64,84 @@ def _gate(canary: dict[str, Any]) -> list[str]:
     ]
 
 
-def _canary_steps(canary: dict[str, Any], share_of: Any, judged_against: str) -> list[str]:
-    steps = canary_steps(canary.get("steps", [10]))
-    window, soak = int(canary.get("window", 300)), int(canary.get("soak", 0))
+def _canary_steps(steps: list[Step], share_of: Any, judged_against: str) -> list[str]:
     lines = []
-    for number, percent in enumerate(steps, start=1):
-        lines.append(f"canary step {number}: {share_of(percent)}; judged over {window} s against {judged_against}")
-    if soak > 0:
-        lines.append(f"soak: the last step held {soak} s more and judged again over all of it")
+    for step in steps:
+        if step["soak"]:
+            lines.append(f"soak: the last step held {step['window']} s more and judged again over all of it")
+        else:
+            lines.append(
+                f"canary step {step['number']}: {share_of(step)}; judged over {step['window']} s against "
+                f"{judged_against}"
+            )
+    shifts = [step for step in steps if not step["soak"]]
+    soak = sum(step["window"] for step in steps if step["soak"])
+    window = shifts[0]["window"] if shifts else 0
     lines.append(
-        f"time: at least {len(steps) * window + soak} s of canary ({len(steps)} step(s) x {window} s"
+        f"time: at least {len(shifts) * window + soak} s of canary ({len(shifts)} step(s) x {window} s"
         f"{f' + {soak} s soak' if soak else ''}), more while too few requests came"
     )
     return lines
 
 
 def _local(serving: list[Step], settings: dict[str, Any], canary: dict[str, Any]) -> list[str]:
-    """As playbooks/providers/local/fleet_roll.yml rolls: hosts already on the target image are kept, the
-    others are replaced a batch at a time, the first batch being the canary against every running host."""
-    running = [host for host in serving if host.get("running", True)]
+    """The roll playbooks/providers/local/fleet_roll.yml executes (engine.local_roll), said."""
     target = settings.get("image", "")
-    keep = [host for host in serving if target and host.get("image") == target]
-    old = [host for host in serving if not (target and host.get("image") == target)]
-    count, size = int(settings.get("count", 2)), int(settings.get("batch_size", 1))
-    wanted = max(count - len(keep), 0)
-    new = list(settings.get("addresses") or [f"new host {n}" for n in range(1, wanted + 1)])[:wanted]
-    planned = batches(new, size)
+    count = int(settings.get("count", 2))
+    wanted = max(count - sum(1 for host in serving if target and host.get("image") == target), 0)
+    addresses = list(settings.get("addresses") or [f"new host {n}" for n in range(1, wanted + 1)])
+    roll = local_roll(serving, target, {**settings, "addresses": addresses}, canary)
+    names = roll["names"]
+    running = [host for host in serving if host.get("running", True)]
     lines = [
         f"serving now: {len(running)} host(s): "
         + (", ".join(f"{h['name']} ({h.get('image', '?')})" for h in running) or "none")
     ]
-    if keep:
-        lines.append(f"keep {', '.join(h['name'] for h in keep)}: already on {target}")
+    if roll["keep"]:
+        lines.append(f"keep {', '.join(names[a] for a in roll['keep'])}: already on {target}")
+    planned = roll["batches"]
     if not planned:
         lines.append("start nothing: the fleet already runs the new image")
-    first = planned[0] if planned else []
-    if first:
-        lines.append(f"start {', '.join(first)} from the new image (batch 1 of {len(planned)}); wait for /ready")
-    judged = first and old and running and canary.get("enabled", True) and settings.get("monitoring", True)
-    if judged:
+    else:
+        lines.append(
+            f"start {', '.join(planned[0]['start'])} from the new image (batch 1 of {len(planned)}); wait for /ready"
+        )
+    if roll["canary"]:
 
-        def share(percent: float) -> str:
-            weights = canary_weights(percent, len(running), len(first))
+        def share(step: Step) -> str:
+            weights = canary_weights(step["percent"], len(roll["members"]), len(planned[0]["start"]))
             return (
-                f"{percent:g} % asked, {weights['share']:g} % given (balancer weights: old {weights['old']}, "
+                f"{step['percent']:g} % asked, {step['share']:g} % given (balancer weights: old {weights['old']}, "
                 f"new {weights['new']})"
             )
 
-        lines += _canary_steps(canary, share, f"the {len(running)} host(s) serving now")
+        lines += _canary_steps(roll["canary"], share, f"the {len(roll['members'])} host(s) serving now")
         lines += _gate(canary)
         lines.append(
             "a failed step: the new hosts go, every request back on the hosts serving now, recorded rolled back"
         )
-    elif first and not running:
-        lines.append("no canary: nothing is served yet")
-    elif first and old:
-        lines.append("no canary: the gate is off (modelfleet_canary_enabled) or there is no monitoring host")
-    retire = iter([host["name"] for host in old])
-    for index, batch in enumerate(planned, start=1):
-        drained = [name for _, name in zip(batch, retire, strict=False)]
-        if index > 1:
-            lines.append(f"batch {index} of {len(planned)}: start {', '.join(batch)}; wait for /ready; in service")
+    elif planned:
+        lines.append(f"no canary: {roll['no_canary']}")
+    for batch in planned:
+        drained = [names.get(address, address) for address in batch["retire"]]
+        if batch["number"] > 1:
+            lines.append(
+                f"batch {batch['number']} of {len(planned)}: start {', '.join(batch['start'])}; wait for /ready; "
+                "in service"
+            )
         if drained:
             what = f"drain and remove {', '.join(drained)} (no request lost: drained at the balancer)"
-            lines.append(f"batch 1 of {len(planned)} done: {what}" if index == 1 else f"  then {what}")
-    left = [*retire, *(host["name"] for host in keep[count:])]
-    if left:
-        lines.append(f"drain and remove the hosts left: {', '.join(left)}")
+            lines.append(f"batch 1 of {len(planned)} done: {what}" if batch["number"] == 1 else f"  then {what}")
+    if roll["retire"]:
+        lines.append(f"drain and remove the hosts left: {', '.join(names.get(a, a) for a in roll['retire'])}")
     return lines
 
 
 def _aws(serving: list[Step], settings: dict[str, Any], canary: dict[str, Any]) -> list[str]:
+    """The roll playbooks/providers/aws/fleet.yml executes (engine.aws_roll), said."""
     # The live release is the one the listener favours whose Auto Scaling Group could be read.
     live = settings["live"] if "live" in settings else (serving[0] if serving else {})
-    # Never fewer instances than the live release runs now (scaled out under load), at most the group's maximum.
-    desired = max(int(settings.get("count", 2)), int(live.get("desired", 0) or 0))
-    desired = min(desired, int(settings.get("max_size", desired)))
+    roll = aws_roll(live, settings, canary)
     name = settings.get("release_name", "the release's group")
     lines = [
         "serving now: "
@@ -151,22 +155,22 @@ def _aws(serving: list[Step], settings: dict[str, Any], canary: dict[str, Any]) 
             if serving
             else "nothing"
         ),
-        f"create {name}: launch template, Auto Scaling Group of {desired} instance(s) from the new AMI, its "
-        "target group and alarms; wait until every instance is healthy in the target group (else the play stops, "
-        + ("and beside the live release it is deleted, recorded failed)" if live else "recorded failed)"),
+        f"create {name}: launch template, Auto Scaling Group of {roll['capacity']} instance(s) from the new AMI, "
+        "its target group and alarms; wait until every instance is healthy in the target group (else the play "
+        "stops, " + ("and beside the live release it is deleted, recorded failed)" if live else "recorded failed)"),
     ]
-    if live and live.get("name") != name and canary.get("enabled", True):
+    if roll["canary"]:
 
-        def share(percent: float) -> str:
-            weights = f"{live['name']} {100 - percent:g}, {name} {percent:g}"
-            return f"{percent:g} % of the requests (listener weights: {weights})"
+        def share(step: Step) -> str:
+            weights = f"{live['name']} {step['weights']['old']}, {name} {step['weights']['new']}"
+            return f"{step['percent']:g} % of the requests (listener weights: {weights})"
 
-        lines += _canary_steps(canary, share, live["name"])
+        lines += _canary_steps(roll["canary"], share, live["name"])
         lines += _gate(canary)
         lines.append(f"a failed step: the listener back to {live['name']} alone, {name} deleted, recorded rolled back")
-    elif live and live.get("name") != name:
-        lines.append("no canary: the gate is off (modelfleet_canary_enabled)")
-    if live and live.get("name") != name:
+    elif roll["beside_live"]:
+        lines.append(f"no canary: {roll['no_canary']}")
+    if roll["beside_live"]:
         lines.append(
             f"promote: {name} takes 100 %; {live['name']} stays on the listener at weight 0 while its targets drain "
             f"(deregistration delay {int(settings.get('deregistration_delay', 30))} s), then it is deleted"
