@@ -482,9 +482,47 @@ def test_release_interrupted_during_its_canary_is_undone_by_site() -> None:
     assert "1 removed" in last["detail"], last
 
 
-def test_rollback_goes_back_to_the_image_served_before() -> None:
-    with load("rollback") as result:
+def test_rollback_goes_back_to_the_image_served_before_also_when_interrupted() -> None:
+    # The rollback is killed once its first 1.0.0 host is in service, the fleet serving both images; run
+    # again, it finishes (back to 1.0.0). By the record's last successes alone the newest good image the
+    # fleet serves is 2.0.0, the very image the rollback set out to leave (where the rerun went before
+    # the record said when a run starts): its start, recorded before any host changed, marks 2.0.0 as
+    # left, so the rerun (and site.yml: tools/tests/test_release_filters.py) goes on to 1.0.0.
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    with load("rollback", seconds=1800) as result:
+        with (WORK / "logs" / "interrupted-rollback.log").open("w") as log:
+            process = subprocess.Popen(
+                [str(BIN / "ansible-playbook"), "-i", "inventories/local", "playbooks/rollback.yml"],
+                cwd=ROOT,
+                env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+
+                def rolled_back_host_in_service() -> bool:
+                    assert process.poll() is None, "the rollback ended before it could be interrupted"
+                    back = [host for host, version in served_versions().items() if version == "1.0.0"]
+                    status = playbook("playbooks/status.yml").stdout if back else ""
+                    return any(
+                        re.search(rf"\b{re.escape(h)} \(.*state ready, weight [1-9]\d*, health up", status)
+                        for h in back
+                    )
+
+                wait_for(rolled_back_host_in_service, 600, "the first rolled back host in service")
+            finally:
+                os.killpg(process.pid, 9)
+                process.wait()
+        interrupted: dict[str, str] = {}
+        # A host the killed run had just started answers once it is up.
+        wait_for(lambda: interrupted.update(served_versions()) or True, 120, "every running host answering")
+        assert set(interrupted.values()) == {"1.0.0", "2.0.0"}, interrupted
+        unfinished = releases()[-1]
+        assert (unfinished["kind"], unfinished["result"]) == ("rollback", "started"), unfinished
+        assert "no result recorded yet" in playbook("playbooks/status.yml").stdout
         playbook("playbooks/rollback.yml")
+    print(f"interrupted with {interrupted}; then finished")
     assert set(served_versions().values()) == {"1.0.0"}
     assert_clean(result)
     # Prometheus scrapes exactly the hosts that run: the removed ones are gone from its targets.

@@ -1,8 +1,8 @@
 """Filters of the modelfleet.fleet collection: what the release record says, for both providers.
 
 The release record holds one entry per attempt, oldest first (``build/state/releases.jsonl`` locally,
-``releases/*.json`` in the model bucket on AWS): ``image``, ``result`` (succeeded, failed, rolled back),
-``kind`` (release or rollback), for a rollback the image it left (``from``), and the served model's
+``releases/*.json`` in the model bucket on AWS): ``image``, ``result`` (started, succeeded, failed,
+rolled back), ``kind`` (release or rollback), for a rollback the image it left (``from``), and the served model's
 contract (``contract``: features in order, classes). These pure functions decide from it which image a
 rollback goes to, which image a fleet of mixed images keeps, and whether a new model breaks the
 contract of the one served; they are unit-tested in tools/tests/test_release_filters.py.
@@ -30,16 +30,18 @@ def records_of(records: list[Record] | str | None) -> list[Record]:
 def _judged(records: list[Record]) -> tuple[list[str], set[str]]:
     """The images served after a successful change, in order, and the images found bad since.
 
-    An image is bad once a canary gate rolled it back or a rollback left it; a later successful
-    release of the same image (a deliberate re-release) makes it good again.
+    An image is bad once a canary gate rolled it back or a rollback set out to leave it (from the
+    moment it started: an interrupted rollback still says the operator found it bad); a later
+    successful release of the same image (a deliberate re-release) makes it good again.
     """
     served: list[str] = []
     bad: set[str] = set()
     for record in records:
         image, result = record.get("image") or "", record.get("result")
         if record.get("kind") == "rollback":
-            if result == "succeeded" and image:
+            if result in ("started", "succeeded"):
                 bad.update(left for left in str(record.get("from") or "").split(",") if left)
+            if result == "succeeded" and image:
                 served.append(image)
         elif result == "succeeded" and image:
             bad.discard(image)
@@ -49,19 +51,37 @@ def _judged(records: list[Record]) -> tuple[list[str], set[str]]:
     return served, bad
 
 
-def rollback_target(records: list[Record] | str | None, serving: list[str] | None = None) -> str:
+def unfinished(records: list[Record] | str | None) -> Record:
+    """The run the record saw start and never end ({} if none): the last entry, when it says "started".
+
+    Every change writes "started" before it touches a host and its result after; the lease keeps two
+    from overlapping, so a "started" last entry is a run in flight or one that was interrupted.
+    """
+    parsed = records_of(records)
+    return parsed[-1] if parsed and parsed[-1].get("result") == "started" else {}
+
+
+def rollback_target(records: list[Record] | str | None, serving: list[str] | None = None, live: str = "") -> str:
     """The image a rollback goes to: the last good image before the one served now.
 
     ``serving`` are the images the fleet serves now (from the fleet itself, not the record); without it
     the record's last served image stands for it. A fleet serving two images (a release interrupted
-    half way) goes back to the newest good image among them. Images that a canary rolled back or that a
-    rollback left are never a target, so a second rollback goes further back instead of returning to
-    the release the first one undid.
+    half way) goes back to the newest good image among them; on AWS, ``live`` (the image of the release
+    the listener favours while another one is in flight) is that image. Images that a canary rolled
+    back or that a rollback left are never a target, so a second rollback goes further back instead of
+    returning to the release the first one undid. A rollback that was interrupted is finished: its
+    target stays the target, and the image it set out to leave is never returned to.
     """
-    served, bad = _judged(records_of(records))
+    parsed = records_of(records)
+    served, bad = _judged(parsed)
+    pending = unfinished(parsed)
+    if pending.get("kind") == "rollback" and pending.get("image"):
+        return str(pending["image"])
+    if live and live not in bad:
+        return live
     if not served:
         raise ValueError("the release record has no successful release: nothing to roll back to")
-    now = [image for image in dict.fromkeys(serving or []) if image]
+    now = [image for image in dict.fromkeys([*(serving or []), live]) if image]
     if len(now) > 1:
         for image in reversed(served):
             if image in now and image not in bad:
@@ -81,9 +101,11 @@ def rollback_target(records: list[Record] | str | None, serving: list[str] | Non
 def keep_image(records: list[Record] | str | None, serving: list[str]) -> str:
     """Of the images a fleet serves now, the one a converge keeps: the newest good one by the record.
 
-    Used when a fleet serves more than one image (a release was interrupted): the record, not the
-    images' names, says which one was released last and not found bad; with no record of any of
-    them, the last by name.
+    Used when a fleet serves more than one image (a release or a rollback was interrupted): the record,
+    not the images' names, says which one was released last and not found bad, so an interrupted
+    release goes back to the image it was leaving and an interrupted rollback goes on to its target
+    (the image it set out to leave is bad from its start); with no record of any of them, the last by
+    name.
     """
     images = sorted({image for image in serving if image})
     if not images:
@@ -235,6 +257,11 @@ def status_report(
                     )
         if last.get("detail"):
             line += f"; {last['detail']}"
+        if last.get("result") == "started":
+            line += (
+                "; no result recorded yet: in flight if a run holds the lease, else interrupted "
+                "(site.yml or the same playbook again finishes it)"
+            )
         lines.append(line)
     else:
         lines.append("no release recorded")
@@ -250,6 +277,7 @@ class FilterModule:
             "records_of": records_of,
             "rollback_target": rollback_target,
             "keep_image": keep_image,
+            "unfinished": unfinished,
             "image_facts": image_facts,
             "served_contract": served_contract,
             "contract_changes": contract_changes,

@@ -64,6 +64,44 @@ def test_an_interrupted_release_goes_back_to_the_good_image_it_was_leaving() -> 
     assert release.rollback_target(records, serving=["a", "c"]) == "a"
 
 
+def started(image: str, kind: str = "release", left: str = "") -> dict[str, object]:
+    return {"image": image, "result": "started", "kind": kind, "from": left}
+
+
+def test_an_interrupted_rollback_is_finished_never_undone() -> None:
+    # b was rolled back towards a; the run was killed with a and b both serving. Without the record of its
+    # start, b (the newest good image served) would win: the next rollback would "go back" to the very image
+    # the operator was leaving, and site.yml would keep it.
+    records = [ok("z"), ok("a"), ok("b"), started("a", "rollback", left="b")]
+    assert release.unfinished(records) == records[-1]
+    assert release.rollback_target(records, serving=["a", "b"]) == "a"
+    assert release.rollback_target(records, serving=["b"]) == "a"  # killed before any host of a started
+    assert release.keep_image(records, ["a", "b"]) == "a"
+    # Once finished, b stays left: a later rollback goes further back, never to b.
+    finished = [*records, rollback("a", left="b")]
+    assert release.unfinished(finished) == {}
+    assert release.rollback_target(finished, serving=["a"]) == "z"
+    # Without the started entry (the old record), the mixed fleet's newest good image was b.
+    assert release.keep_image(records[:-1], ["a", "b"]) == "b"
+
+
+def test_an_interrupted_release_is_undone_and_its_start_judges_nothing() -> None:
+    records = [ok("a"), ok("b"), started("c")]
+    assert release.unfinished(records)["image"] == "c"
+    assert release.rollback_target(records, serving=["b", "c"]) == "b"
+    assert release.keep_image(records, ["b", "c"]) == "b"
+    assert release.rollback_target(records, serving=["b"]) == "a"  # c never took over: an ordinary rollback
+    # On AWS the release the listener favours while another is in flight is where a rollback goes.
+    assert release.rollback_target(records, serving=["b"], live="b") == "b"
+    assert release.rollback_target([started("c")], live="b") == "b"
+
+
+def test_the_status_says_a_run_started_and_never_ended() -> None:
+    lines = release.status_report([], [ok("a"), started("b", "rollback", left="a")])
+    assert "last change: rollback started at None, b" in lines[-1]
+    assert "no result recorded yet: in flight if a run holds the lease, else interrupted" in lines[-1]
+
+
 def test_a_deliberate_re_release_makes_an_image_good_again() -> None:
     records = [ok("a"), ok("b"), rollback("a", left="b"), ok("b")]
     assert release.rollback_target(records) == "a"
