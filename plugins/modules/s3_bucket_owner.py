@@ -14,6 +14,7 @@ description:
     or an answer from the other account's bucket). Creating a bucket with another account's name fails
     only at the create call, after whatever came before it; this answers first.
   - Read-only; the same in check mode.
+  - With O(setting), another account's name fails the task, naming the setting to change.
 version_added: "0.6.0"
 author: modelfleet
 options:
@@ -21,6 +22,11 @@ options:
     description: The bucket name.
     type: str
     required: true
+  setting:
+    description:
+      - The variable that names the bucket. When set, a name another account holds fails the task before
+        anything is created, with a message naming it; unset, the module only answers.
+    type: str
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -32,6 +38,11 @@ EXAMPLES = r"""
   modelfleet.fleet.s3_bucket_owner:
     name: modelfleet-prod-artifacts
   register: bucket
+
+- name: Refuse the access-log bucket's name when another account holds it
+  modelfleet.fleet.s3_bucket_owner:
+    name: modelfleet-prod-alb-logs
+    setting: aws_alb_access_logs_bucket
 """
 
 RETURN = r"""
@@ -58,8 +69,21 @@ def owner_of(name: str, ours: list[str], head_status: int) -> str:
     return "another account"
 
 
+def refusal(name: str, owner: str, setting: str | None) -> str:
+    """The message that stops a run whose bucket name another account holds ("" when there is none)."""
+    if not setting or owner != "another account":
+        return ""
+    return (
+        f"Refused: the bucket name {name} belongs to another AWS account (bucket names are global). Nothing "
+        f"was created. Choose another ({setting}; for example with your account id in it)."
+    )
+
+
 def main() -> None:
-    module = AnsibleAWSModule(argument_spec={"name": {"type": "str", "required": True}}, supports_check_mode=True)
+    module = AnsibleAWSModule(
+        argument_spec={"name": {"type": "str", "required": True}, "setting": {"type": "str"}},
+        supports_check_mode=True,
+    )
     name: str = module.params["name"]
     s3 = module.client("s3")
     try:
@@ -77,7 +101,11 @@ def main() -> None:
                 status = 404
         except BotoCoreError as e:
             module.fail_json_aws(e, msg=f"Could not ask S3 about the bucket {name}")
-    module.exit_json(changed=False, owner=owner_of(name, ours, status))
+    owner = owner_of(name, ours, status)
+    refused = refusal(name, owner, module.params["setting"])
+    if refused:
+        module.fail_json(msg=refused, owner=owner)
+    module.exit_json(changed=False, owner=owner)
 
 
 if __name__ == "__main__":

@@ -561,6 +561,14 @@ def test_a_bucket_name_is_ours_free_or_another_accounts() -> None:
     assert owner.owner_of("taken", ["mine"], 403) == "another account"
     assert owner.owner_of("taken", ["mine"], 200) == "another account", "answered, but not listed as ours"
     assert owner.owner_of("elsewhere", [], 301) == "another account"
+    # With the setting named, another account's name is refused, naming it; otherwise the module only answers.
+    message = owner.refusal("taken", "another account", "aws_alb_access_logs_bucket")
+    assert "the bucket name taken belongs to another AWS account" in message
+    assert "Nothing was created" in message
+    assert "(aws_alb_access_logs_bucket;" in message
+    assert owner.refusal("taken", "another account", None) == ""
+    assert owner.refusal("mine", "ours", "aws_alb_access_logs_bucket") == ""
+    assert owner.refusal("free", "nobody", "aws_alb_access_logs_bucket") == ""
 
 
 def test_vcpu_headroom_counts_the_standard_families_only() -> None:
