@@ -195,7 +195,7 @@ def test_release_under_load_fails_no_request() -> None:
         released = playbook("playbooks/release.yml", "-e", f"model_service_model_src={model}", *GATE, *steps)
     assert_clean(result)
     # The release said its plan before the canary took a request.
-    assert "take 10 % -> 50 % of the requests in turn (balancer weights)" in released.stdout
+    assert ": 10 % -> 50 % of the requests in turn (balancer weights)" in released.stdout
     assert "the last held 20 s more and judged again; then the rest of the fleet is replaced" in released.stdout
     # The load kept its rate through the whole release (not a count, which depends on how long it took).
     assert result.total >= 0.9 * RATE * result.seconds, result.summary()
@@ -268,6 +268,59 @@ def test_release_that_breaks_the_input_contract_is_refused_before_any_host() -> 
     record = releases()[-1]
     assert record["result"] == "failed"
     assert record["detail"].startswith("contract change not declared: features no longer accepted: feat36")
+
+
+def _contract_changed_model() -> Path:
+    """The release above's model retrained as it were with its last input feature renamed: a valid artifact."""
+    import xgboost
+    from model_service.artifact import write_metadata
+
+    out = WORK / "models" / "renamed-valid"
+    if not out.exists():
+        subprocess.run(["cp", "-r", str(train("v2", "2.0.0")), str(out)], check=True)
+        meta = json.loads((out / "metadata.json").read_text())
+        meta.pop("files")
+        meta["version"] = "2.4.0"
+        booster = xgboost.Booster()
+        booster.load_model(str(out / "model.ubj"))
+        old, new = meta["features"][-1], meta["features"][-1] + "_renamed"
+        booster.feature_names = [*meta["features"][:-1], new]
+        booster.save_model(str(out / "model.ubj"))
+        meta["features"][-1] = new
+        for table in ("feature_ranges", "feature_quantiles"):
+            if old in meta["training"].get(table, {}):
+                meta["training"][table][new] = meta["training"][table].pop(old)
+        write_metadata(out, meta)
+    return out
+
+
+def test_declared_contract_change_is_rolled_back_by_the_gate_on_client_errors() -> None:
+    # Declared, the renamed feature passes the contract guard and the bake; the canary answers the clients
+    # that still send the old feature 422, and the gate rolls it back on those answers at its first step.
+    # What clients feel of it is bounded by the canary's share of one step: every failed request is a 422
+    # the canary answered before the rollback, none comes after it, and the fleet is as it was.
+    before, hosts = served_versions(), app_hosts()
+    changed = f"model_service_model_src={_contract_changed_model()}"
+    declared = ["-e", "modelfleet_release_contract_change=true"]
+    with load("contract-declared") as result:
+        failed = playbook("playbooks/release.yml", "-e", changed, *declared, *GATE, check=False)
+        undone = time.time()
+        time.sleep(5)  # clients go on after the rollback: none of them fails any more
+    output = failed.stdout + failed.stderr
+    print(result.summary())
+    assert failed.returncode != 0, output[-3000:]
+    assert "rolled back by the canary gate at 25 % of the requests: rollback: canary" in output, output[-3000:]
+    assert re.search(r"error ratio [\d.]+% > baseline 0\.00% \+ 0\.50% \(one-sided z", output), output[-3000:]
+    assert served_versions() == before
+    assert app_hosts() == hosts
+    record = releases()[-1]
+    assert (record["result"], record["canary"]["verdict"]) == ("rolled back", "rollback"), record
+    assert set(result.failures) == {"http 422"}, result.failures
+    late = [s for s in result.samples if s.outcome != "ok" and result.began_at + s.started > undone]
+    assert not late, late[:5]
+    counted = record["canary"]["canary"].get("errors", "?")
+    print(f"{result.failed} failed (422) of {result.total}; the gate's canary numbers counted {counted} errors")
+    assert result.failed <= 0.5 * result.total, "the canary had its step's share, not the fleet"
 
 
 def _held_by_a_live(what: str, lease: Path) -> bool:

@@ -41,8 +41,8 @@ def _flag(value: Any, default: bool = True) -> bool:
     """A boolean from a setting that may come as a string ("false") from an inventory or -e."""
     if value is None or value == "":
         return default
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(value, str):  # as Ansible's bool filter reads a string
+        return value.strip().lower() in ("1", "true", "t", "yes", "y", "on")
     return bool(value)
 
 
@@ -54,7 +54,7 @@ def canary_plan(
     canary: dict[str, Any], provider: str, baseline: list[str] | None = None, new: list[str] | None = None
 ) -> list[Step]:
     """The canary's steps, then the soak. Locally ``baseline`` and ``new`` are the hosts' addresses."""
-    steps = canary_steps(canary.get("steps") or DEFAULT_STEPS)
+    steps = canary_steps(DEFAULT_STEPS if canary.get("steps") in (None, "") else canary["steps"])
     window, soak = int(canary.get("window") or DEFAULT_WINDOW), int(canary.get("soak") or 0)
     plan: list[Step] = []
     for number, percent in enumerate(steps, start=1):
@@ -64,7 +64,10 @@ def canary_plan(
             weights: dict[str, int] = step_weights(baseline, new, percent)
             shift = number > 1  # the canary joined the balancer at its first step's weights
         else:
-            share, weights, shift = float(percent), {"old": 100 - round(percent), "new": round(percent)}, True
+            # Listener weights are whole numbers: the new group's is the step rounded half up, and the share
+            # is what the weights give.
+            new_weight = max(1, min(99, int(float(percent) + 0.5)))
+            share, weights, shift = float(new_weight), {"old": 100 - new_weight, "new": new_weight}, True
         plan.append(
             {
                 "number": number,
@@ -104,6 +107,10 @@ def local_roll(
         raise ValueError(f"{wanted} new host(s) need as many free addresses; {len(addresses)} given")
     new = addresses[:wanted]
     members = sorted(host["address"] for host in running)
+    kept = {host["address"] for host in keep}
+    # The canary's side is every running host on the target (kept from an earlier run, and the first
+    # batch); the baseline is the running hosts on other images.
+    baseline = [address for address in members if address not in kept]
     names = {host["address"]: host["name"] for host in hosts}
     olds = [host["address"] for host in old]
     planned = []
@@ -116,8 +123,8 @@ def local_roll(
         why = "nothing to start"
     elif not running:
         why = "nothing is served yet"
-    elif not old:
-        why = "every host already serves the image"
+    elif not old or not baseline:
+        why = "no running host serves another image to judge it against"
     elif not _flag(settings.get("changing"), True):
         why = "the fleet only grows: the image it serves does not change"
     elif not canary_enabled(canary) or not _flag(settings.get("monitoring"), True):
@@ -133,7 +140,10 @@ def local_roll(
         "previous_images": sorted({host["image"] for host in old if host.get("image")}),
         "batches": planned,
         "retire": end,
-        "canary": [] if why else canary_plan(canary, "local", members, first),
+        "baseline": baseline,
+        # What a failed canary removes: the first batch, and running hosts an earlier run left on the target.
+        "canary_hosts": first + [address for address in members if address in kept] if not why else [],
+        "canary": [] if why else canary_plan(canary, "local", baseline, first + [a for a in members if a in kept]),
         "no_canary": why,
     }
 

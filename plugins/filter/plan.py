@@ -14,11 +14,9 @@ from typing import Any
 
 try:  # as a collection plugin
     from ansible_collections.modelfleet.fleet.plugins.filter.engine import aws_roll, local_roll
-    from ansible_collections.modelfleet.fleet.plugins.filter.fleet import canary_weights
     from ansible_collections.modelfleet.fleet.plugins.filter.release import contract_changes
 except ImportError:  # as a module beside them (unit tests)
     from engine import aws_roll, local_roll  # type: ignore[no-redef]
-    from fleet import canary_weights  # type: ignore[no-redef]
     from release import contract_changes  # type: ignore[no-redef]
 
 Step = dict[str, Any]
@@ -109,13 +107,10 @@ def _local(serving: list[Step], settings: dict[str, Any], canary: dict[str, Any]
     if roll["canary"]:
 
         def share(step: Step) -> str:
-            weights = canary_weights(step["percent"], len(roll["members"]), len(planned[0]["start"]))
-            return (
-                f"{step['percent']:g} % asked, {step['share']:g} % given (balancer weights: old {weights['old']}, "
-                f"new {weights['new']})"
-            )
+            old, new = step["weights"][roll["baseline"][0]], step["weights"][roll["canary_hosts"][0]]
+            return f"{step['percent']:g} % asked, {step['share']:g} % given (balancer weights: old {old}, new {new})"
 
-        lines += _canary_steps(roll["canary"], share, f"the {len(roll['members'])} host(s) serving now")
+        lines += _canary_steps(roll["canary"], share, f"the {len(roll['baseline'])} host(s) serving now")
         lines += _gate(canary)
         lines.append(
             "a failed step: the new hosts go, every request back on the hosts serving now, recorded rolled back"

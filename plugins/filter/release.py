@@ -31,18 +31,28 @@ def _judged(records: list[Record]) -> tuple[list[str], set[str]]:
     """The images served after a successful change, in order, and the images found bad since.
 
     An image is bad once a canary gate rolled it back or a rollback set out to leave it (from the
-    moment it started: an interrupted rollback still says the operator found it bad); a later
-    successful release of the same image (a deliberate re-release) makes it good again.
+    moment it started: an interrupted rollback still says the operator found it bad, unless the same
+    rollback then failed and the fleet kept serving it); a later successful release of the same image
+    (a deliberate re-release) makes it good again.
     """
     served: list[str] = []
     bad: set[str] = set()
+    marked: set[str] = set()  # what the last rollback's start marked, until its result says otherwise
     for record in records:
         image, result = record.get("image") or "", record.get("result")
+        left = {name for name in str(record.get("from") or "").split(",") if name}
+        if record.get("kind") == "rollback" and result == "started":
+            marked = left - bad
+            bad |= left
+            continue
+        if record.get("kind") == "rollback" and result in ("failed", "rolled back"):
+            bad -= marked  # the rollback never happened: what it was leaving still serves, as good as before
+        marked = set()
         if record.get("kind") == "rollback":
-            if result in ("started", "succeeded"):
-                bad.update(left for left in str(record.get("from") or "").split(",") if left)
-            if result == "succeeded" and image:
-                served.append(image)
+            if result == "succeeded":
+                bad |= left
+                if image:
+                    served.append(image)
         elif result == "succeeded" and image:
             bad.discard(image)
             served.append(image)
@@ -113,6 +123,10 @@ def keep_image(records: list[Record] | str | None, serving: list[str]) -> str:
     served, bad = _judged(records_of(records))
     for image in reversed(served):
         if image in images and image not in bad:
+            return image
+    # None is good: one that was served after a successful change at least, before one never judged.
+    for image in reversed(served):
+        if image in images:
             return image
     return images[-1]
 
@@ -259,8 +273,9 @@ def status_report(
             line += f"; {last['detail']}"
         if last.get("result") == "started":
             line += (
-                "; no result recorded yet: in flight if a run holds the lease, else interrupted "
-                "(site.yml or the same playbook again finishes it)"
+                "; no result recorded yet: in flight if a run holds the lease, else it stopped without one "
+                "(killed, or failed outside its checks): site.yml settles it (an interrupted release goes back "
+                "to the image it was leaving, an interrupted rollback on to its target)"
             )
         lines.append(line)
     else:

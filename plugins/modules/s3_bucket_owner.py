@@ -25,8 +25,12 @@ options:
   setting:
     description:
       - The variable that names the bucket. When set, a name another account holds fails the task before
-        anything is created, with a message naming it; unset, the module only answers.
+        the bucket is created, with a message naming it; unset, the module only answers.
     type: str
+  note:
+    description: Said after the refusal (for example what was not created either).
+    type: str
+    default: ""
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -69,19 +73,23 @@ def owner_of(name: str, ours: list[str], head_status: int) -> str:
     return "another account"
 
 
-def refusal(name: str, owner: str, setting: str | None) -> str:
+def refusal(name: str, owner: str, setting: str | None, note: str = "") -> str:
     """The message that stops a run whose bucket name another account holds ("" when there is none)."""
     if not setting or owner != "another account":
         return ""
     return (
-        f"Refused: the bucket name {name} belongs to another AWS account (bucket names are global). Nothing "
-        f"was created. Choose another ({setting}; for example with your account id in it)."
+        f"Refused: the bucket name {name} belongs to another AWS account (bucket names are global), so it was "
+        f"not created. Choose another ({setting}; for example with your account id in it).{' ' + note if note else ''}"
     )
 
 
 def main() -> None:
     module = AnsibleAWSModule(
-        argument_spec={"name": {"type": "str", "required": True}, "setting": {"type": "str"}},
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "setting": {"type": "str"},
+            "note": {"type": "str", "default": ""},
+        },
         supports_check_mode=True,
     )
     name: str = module.params["name"]
@@ -102,7 +110,7 @@ def main() -> None:
         except BotoCoreError as e:
             module.fail_json_aws(e, msg=f"Could not ask S3 about the bucket {name}")
     owner = owner_of(name, ours, status)
-    refused = refusal(name, owner, module.params["setting"])
+    refused = refusal(name, owner, module.params["setting"], module.params["note"])
     if refused:
         module.fail_json(msg=refused, owner=owner)
     module.exit_json(changed=False, owner=owner)

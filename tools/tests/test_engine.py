@@ -123,3 +123,42 @@ def test_both_providers_share_the_defaults_and_refuse_the_same_steps() -> None:
             canary_plan({"steps": bad}, "aws")
         with pytest.raises(ValueError, match="modelfleet_canary_steps"):
             canary_plan({"steps": bad}, "local", ["a"], ["b"])
+
+
+def test_a_host_an_earlier_run_left_on_the_target_is_judged_with_the_canary_not_the_baseline() -> None:
+    # A release interrupted after its canary started, run again: the host already on the target serves the
+    # canary's release, so it takes the canary's weight (else the release would get far more than its share)
+    # and a failed step removes it too.
+    hosts = [*HOSTS, {"name": "app-12", "address": "10.0.0.12", "image": NEW, "running": True}]
+    roll = local_roll(hosts, NEW, {**SETTINGS, "count": 3, "addresses": ["10.0.0.13", "10.0.0.14"]}, CANARY)
+    assert roll["keep"] == ["10.0.0.12"]
+    assert roll["baseline"] == ["10.0.0.10", "10.0.0.11"]
+    assert roll["canary_hosts"] == ["10.0.0.13", "10.0.0.12"]
+    weights, expected = roll["canary"][0]["weights"], canary_weights(10, 2, 2)
+    assert weights["10.0.0.12"] == weights["10.0.0.13"] == expected["new"]
+    assert weights["10.0.0.10"] == expected["old"]
+    assert roll["canary"][0]["share"] == expected["share"]
+
+
+def test_no_running_host_on_another_image_means_no_canary() -> None:
+    hosts = [{**HOSTS[0], "running": False}, {"name": "app-12", "address": "10.0.0.12", "image": NEW, "running": True}]
+    roll = local_roll(hosts, NEW, {**SETTINGS, "count": 2, "addresses": ["10.0.0.13"]}, CANARY)
+    assert roll["canary"] == []
+    assert roll["no_canary"].startswith("no running host serves another image")
+
+
+def test_an_empty_step_list_is_refused_not_replaced_by_the_default() -> None:
+    with pytest.raises(ValueError, match="modelfleet_canary_steps"):
+        canary_plan({"steps": []}, "aws")
+
+
+def test_listener_weights_are_whole_and_the_share_is_what_they_give() -> None:
+    [step] = canary_plan({"steps": [12.5]}, "aws")
+    assert step["weights"] == {"old": 87, "new": 13}
+    assert step["share"] == 13.0
+
+
+@pytest.mark.parametrize(("value", "enabled"), [("y", True), ("t", True), ("no", False), ("false", False), (0, False)])
+def test_the_gate_setting_reads_as_ansibles_bool_does(value: object, enabled: bool) -> None:
+    roll = aws_roll({"name": "mf-r1"}, {"release_name": "mf-r2"}, {**CANARY, "enabled": value})
+    assert bool(roll["canary"]) is enabled

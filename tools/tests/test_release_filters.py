@@ -85,6 +85,25 @@ def test_an_interrupted_rollback_is_finished_never_undone() -> None:
     assert release.keep_image(records[:-1], ["a", "b"]) == "b"
 
 
+def test_a_rollback_that_failed_leaves_what_it_was_leaving_good() -> None:
+    # The rollback from x started and then failed (its hosts never got ready): x still serves, as good as
+    # before; an interrupted release y after it goes back to x, not to y (never judged) nor further back.
+    records = [
+        ok("a"),
+        ok("x"),
+        started("a", "rollback", left="x"),
+        {"image": "a", "result": "failed", "kind": "rollback"},
+    ]
+    assert release.keep_image([*records, started("y")], ["x", "y"]) == "x"
+    assert release.rollback_target([*records, started("y")], serving=["x", "y"]) == "x"
+    assert release.rollback_target(records, serving=["x"]) == "a"
+    # An image a canary rolled back before the rollback started stays bad.
+    before = [ok("a"), ok("x"), {"image": "x", "result": "rolled back"}, ok("b")]
+    undone = [*before, started("a", "rollback", left="x,b"), {"image": "a", "result": "failed", "kind": "rollback"}]
+    assert release.keep_image([*undone, started("y")], ["x", "y"]) == "x"  # served once: before one never judged
+    assert release.rollback_target(undone, serving=["b"]) == "a"
+
+
 def test_an_interrupted_release_is_undone_and_its_start_judges_nothing() -> None:
     records = [ok("a"), ok("b"), started("c")]
     assert release.unfinished(records)["image"] == "c"
@@ -99,7 +118,7 @@ def test_an_interrupted_release_is_undone_and_its_start_judges_nothing() -> None
 def test_the_status_says_a_run_started_and_never_ended() -> None:
     lines = release.status_report([], [ok("a"), started("b", "rollback", left="a")])
     assert "last change: rollback started at None, b" in lines[-1]
-    assert "no result recorded yet: in flight if a run holds the lease, else interrupted" in lines[-1]
+    assert "no result recorded yet: in flight if a run holds the lease, else it stopped without one" in lines[-1]
 
 
 def test_a_deliberate_re_release_makes_an_image_good_again() -> None:
