@@ -296,8 +296,9 @@ def _contract_changed_model() -> Path:
 
 def test_declared_contract_change_is_rolled_back_by_the_gate_on_client_errors() -> None:
     # Declared, the renamed feature passes the contract guard and the bake; the canary answers the clients
-    # that still send the old feature 422, and the gate rolls it back on those answers at its first step.
-    # What clients feel of it is bounded by the canary's share of one step: every failed request is a 422
+    # that still send the old feature 422, and the gate rolls it back on those answers at its first step,
+    # without waiting for the step's window to end (the failures are plain from the first polls). What
+    # clients feel of it is bounded by the canary's share for those seconds: every failed request is a 422
     # the canary answered before the rollback, none comes after it, and the fleet is as it was.
     before, hosts = served_versions(), app_hosts()
     changed = f"model_service_model_src={_contract_changed_model()}"
@@ -311,6 +312,8 @@ def test_declared_contract_change_is_rolled_back_by_the_gate_on_client_errors() 
     assert failed.returncode != 0, output[-3000:]
     assert "rolled back by the canary gate at 25 % of the requests: rollback: canary" in output, output[-3000:]
     assert re.search(r"error ratio [\d.]+% > baseline 0\.00% \+ 0\.50% \(one-sided z", output), output[-3000:]
+    # Plain from the first polls: stopped before the step's window ended, not after it.
+    assert "stopped early" in output, output[-3000:]
     assert served_versions() == before
     assert app_hosts() == hosts
     record = releases()[-1]

@@ -59,6 +59,9 @@ def _gate(canary: dict[str, Any]) -> list[str]:
         f"{int(canary.get('max_wait', 900))} s; then too few requests means "
         f"{t.get('on_too_few_requests', 'rollback').upper()}; a canary that gets far less than its share of "
         "requests is rolled back",
+        "  early: a canary whose failed answers already exceed the baseline's plainly (z >= 3.29, each side "
+        f"with a fifth of {int(float(t.get('min_requests', 500)))} requests) is rolled back at the first poll "
+        "that shows it, before its window ends",
     ]
 
 

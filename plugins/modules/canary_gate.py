@@ -21,6 +21,12 @@ description:
     window (data that comes late is waited for); until then the window slides, for at most O(max_wait)
     seconds, after which O(on_too_few_requests) decides.
   - >-
+    A canary that plainly fails its clients is stopped before its window ends: the gate asks every
+    O(poll_interval) seconds, and once each side answered a fifth of O(min_requests) (at least 20), a canary
+    whose ratio of failed answers exceeds the baseline's by more than O(max_error_ratio_increase) with a
+    one-sided z of at least 3.29 (strict, since it is asked at every poll) is rolled back at once, so that
+    clients feel a renamed feature for seconds, not for a whole window.
+  - >-
     The module only reads; acting on the verdict is the playbook's part, so that every provider (the
     local fleet's first batch, a weighted target group on AWS) uses the same judgement.
 version_added: "1.1.0"
@@ -528,6 +534,73 @@ def observe(
     )
 
 
+# A canary that plainly fails its clients is stopped before its window ends (asked at every poll, so held to
+# a stricter z than the verdict's), once each side answered EARLY_SHARE of min_requests (at least EARLY_MIN).
+EARLY_Z = 3.29  # one-sided, one in 2,000 by chance
+EARLY_SHARE = 0.2
+EARLY_MIN = 20
+
+
+def answered(prom: Prometheus, selector: str, job: str, route: str, window: int, at: float) -> Stats:
+    """Requests and failed answers alone (the early check's three questions), over ``window`` seconds up to ``at``."""
+    base = [f'job="{job}"', selector]
+    span = f"[{int(window)}s]"
+
+    def count(*matchers: str) -> float:
+        found = prom.scalar(f"sum(increase(model_service_requests_total{_matchers(*base, *matchers)}{span}))", at)
+        return round(found or 0.0, 1)
+
+    route_is = f'route=~"{route}"'
+    return Stats(
+        requests=count(route_is),
+        errors=count(route_is, 'status=~"[45].."', 'status!="429"'),
+        server_errors=count(route_is, 'status=~"5.."'),
+    )
+
+
+def early_failure(canary: Stats, baseline: Stats, limits: Thresholds) -> list[str]:
+    """Reasons to roll a canary back before its window ends, or none: its failed answers already exceed the
+    baseline's beyond chance at EARLY_Z, with enough requests on both sides to say so."""
+    needed = max(EARLY_MIN, int(limits.min_requests * EARLY_SHARE))
+    if canary.requests < needed or baseline.requests < needed:
+        return []
+    if canary.error_ratio <= baseline.error_ratio + limits.max_error_ratio_increase:
+        return []
+    z, bar = excess_z(canary, baseline, limits.max_error_ratio_increase), max(EARLY_Z, limits.error_z)
+    if z < bar:
+        return []
+    reasons = []
+    if canary.server_error_ratio > limits.max_error_ratio:
+        reasons.append(f"5xx ratio {canary.server_error_ratio:.2%} > ceiling {limits.max_error_ratio:.2%}")
+    reasons.append(
+        f"error ratio {canary.error_ratio:.2%} > baseline {baseline.error_ratio:.2%}"
+        f" + {limits.max_error_ratio_increase:.2%} (one-sided z {min(z, 99):.1f} >= {bar:.2f}; "
+        f"{canary.errors:.0f} of {canary.requests:.0f} against {baseline.errors:.0f} of {baseline.requests:.0f})"
+    )
+    return reasons
+
+
+def _stopped_early(
+    seen: Stats, base: Stats, reasons: list[str], limits: Thresholds, elapsed: int, window: int, waited: float
+) -> dict[str, Any]:
+    summary = (
+        f"rollback: canary {seen.requests:.0f} requests, errors {seen.error_ratio:.2%}; baseline "
+        f"{base.requests:.0f} requests, errors {base.error_ratio:.2%}; over {elapsed} s of the {window} s window, "
+        f"stopped early — {'; '.join(reasons)}"
+    )
+    return {
+        "verdict": "rollback",
+        "reasons": reasons,
+        "notes": [f"stopped early, after {elapsed} s of the {window} s window"],
+        "canary": seen.as_dict(),
+        "baseline": base.as_dict(),
+        "window": elapsed,
+        "waited": waited,
+        "thresholds": asdict(limits),
+        "summary": summary,
+    }
+
+
 def run_gate(
     prom: Prometheus,
     canary: str,
@@ -543,9 +616,20 @@ def run_gate(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Watch for ``window`` seconds (longer, up to ``max_wait``, until the canary and the baseline each have
-    enough requests in the window: samples that arrive late are waited for), then judge."""
+    enough requests in the window: samples that arrive late are waited for), then judge. A canary that
+    plainly fails its clients (early_failure) is rolled back at the first poll that shows it."""
     started = clock()
-    sleep(window)
+    deadline = started + window
+    while clock() + poll_interval < deadline:
+        sleep(poll_interval)
+        now = clock()
+        elapsed = max(1, int(now - started))
+        seen = answered(prom, canary, job, route, elapsed, now)
+        base = answered(prom, baseline, job, route, elapsed, now)
+        reasons = early_failure(seen, base, limits)
+        if reasons:
+            return _stopped_early(seen, base, reasons, limits, elapsed, window, round(now - started, 1))
+    sleep(max(0.0, deadline - clock()))
     classes = limits.max_class_mix_psi is not None
     while True:
         now = clock()

@@ -350,6 +350,46 @@ def test_data_that_never_comes_is_judged_by_the_no_data_rule_at_the_deadline() -
     assert max(never.asked) <= 300
 
 
+def test_a_canary_that_plainly_fails_its_clients_is_stopped_before_its_window_ends() -> None:
+    # 30 % of the canary's answers fail from the start (a renamed feature's 422s): by the first poll each
+    # side answered 50 requests, more than the early check needs (a fifth of 200), and the excess holds at
+    # z >= 3.29: rolled back 5 s into a 60 s window instead of after it.
+    prom = LatePrometheus({"canary": 0, "baseline": 0}, {"canary": 0.3})
+    result = _late_gate(prom)
+    assert result["verdict"] == "rollback", result["summary"]
+    assert result["waited"] == 5
+    assert result["window"] == 5
+    assert result["notes"] == ["stopped early, after 5 s of the 60 s window"]
+    excess = "error ratio 30.00% > baseline 0.00% + 0.50%"
+    [reason] = [r for r in result["reasons"] if r.startswith(excess)]  # type: ignore[union-attr]
+    assert "(one-sided z" in reason, reason
+    assert ">= 3.29; 15 of 50 against 0 of 50)" in reason, reason
+    assert "5xx ratio 30.00% > ceiling 1.00%" in result["reasons"]  # type: ignore[operator]
+    assert str(result["summary"]).startswith("rollback: canary 50 requests, errors 30.00%; baseline 50 requests")
+    assert "stopped early" in str(result["summary"])
+    assert max(prom.asked) <= 5, "nothing asked about a time the gate had not reached"
+
+
+def test_a_canary_only_somewhat_worse_is_judged_on_its_whole_window() -> None:
+    # 2 % failed answers against none: not plain on 50 requests (z 1.6 at the first poll), a verdict on the
+    # window's 600 (z 2.6 >= 1.645): rolled back, but after the window, as the verdict's own test says.
+    result = _late_gate(LatePrometheus({"canary": 0, "baseline": 0}, {"canary": 0.02}))
+    assert result["verdict"] == "rollback", result["summary"]
+    assert result["waited"] >= 60
+    assert "stopped early" not in str(result["summary"])
+    healthy = _late_gate(LatePrometheus({"canary": 0, "baseline": 0}))
+    assert (healthy["verdict"], healthy["waited"] >= 60) == ("promote", True), healthy["summary"]
+
+
+def test_the_early_check_waits_for_a_baseline_to_compare_with() -> None:
+    # The canary fails 30 % from the start, the baseline's requests come 45 s in: nothing is stopped on the
+    # canary's numbers alone; once the baseline answered enough (50 s), the comparison stops it.
+    result = _late_gate(LatePrometheus({"canary": 0, "baseline": 45}, {"canary": 0.3}))
+    assert result["verdict"] == "rollback", result["summary"]
+    assert result["waited"] == 50
+    assert result["baseline"]["requests"] >= 40  # type: ignore[index]
+
+
 # --- against a real Prometheus ---------------------------------------------------------------------
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

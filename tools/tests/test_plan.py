@@ -56,6 +56,7 @@ def test_local_release_with_a_canary_and_batches() -> None:
     assert "at least 100 requests on each side, waited for up to 60 s; then too few requests means PROMOTE" in out
     assert "p99 at most 0.25 s and 1.5 x the baseline's + 2 ms" in out
     assert "time: at least 30 s of canary (1 step(s) x 30 s)" in out
+    assert "early: a canary whose failed answers already exceed the baseline's plainly (z >= 3.29" in out
     # Steps are numbered; continuation lines are not.
     assert plan[1].startswith("1. contract:")
     assert all(line.startswith(("  ", "Release plan")) or line.split(".")[0].isdigit() for line in plan)
