@@ -224,52 +224,6 @@ def test_release_under_load_fails_no_request() -> None:
     assert "canary promote (steps: 10.0 % promote, 50.0 % promote, 50.0 % soak promote)" in status
 
 
-def _renamed_feature_artifact() -> Path:
-    """The release above's model with its last input feature renamed: what clients send would be refused."""
-    from model_service.artifact import write_metadata
-
-    out = WORK / "models" / "renamed"
-    if not out.exists():
-        subprocess.run(["cp", "-r", str(train("v2", "2.0.0")), str(out)], check=True)
-        meta = json.loads((out / "metadata.json").read_text())
-        meta.pop("files")
-        meta["version"] = "2.2.0"
-        meta["features"][-1] = meta["features"][-1] + "_renamed"
-        write_metadata(out, meta)
-    return out
-
-
-def test_release_that_breaks_the_input_contract_is_refused_before_any_host() -> None:
-    before, hosts = served_versions(), app_hosts()
-    # The plan says so first, and changes nothing; declared, it shows the canary the release would run.
-    renamed = f"model_service_model_src={_renamed_feature_artifact()}"
-    plan = playbook("playbooks/plan.yml", "-e", renamed).stdout
-    assert "Release plan (local; nothing was changed): model demo-classifier 2.2.0" in plan
-    assert "features no longer accepted: feat36; features now required: feat36_renamed" in plan
-    assert "STOP: the release would be refused here" in plan
-    declared = playbook("playbooks/plan.yml", "-e", renamed, "-e", "modelfleet_release_contract_change=true").stdout
-    assert "canary step 1: 25 % asked" in declared
-    assert f"against the {len(hosts)} host(s) serving now" in declared
-    assert "batch 1 of 2 done: drain and remove modelfleet-app-" in declared
-    assert "then too few requests means PROMOTE" in declared  # the local inventory's no-data rule
-    assert app_hosts() == hosts
-    failed = playbook(
-        "playbooks/release.yml", "-e", f"model_service_model_src={_renamed_feature_artifact()}", check=False
-    )
-    output = failed.stdout + failed.stderr
-    assert failed.returncode != 0, output[-3000:]
-    assert "Release stopped: model demo-classifier 2.2.0 changes the contract of the model served now (2.0.0" in output
-    assert "features no longer accepted: feat36; features now required: feat36_renamed" in output
-    assert "-e modelfleet_release_contract_change=true" in output
-    assert "No builder was started" in output
-    assert served_versions() == before
-    assert app_hosts() == hosts
-    assert _left_behind() == ""
-    record = releases()[-1]
-    assert record["result"] == "failed"
-    assert record["detail"].startswith("contract change not declared: features no longer accepted: feat36")
-
-
 def _contract_changed_model() -> Path:
     """The release above's model retrained as it were with its last input feature renamed: a valid artifact."""
     import xgboost
@@ -292,6 +246,35 @@ def _contract_changed_model() -> Path:
                 meta["training"][table][new] = meta["training"][table].pop(old)
         write_metadata(out, meta)
     return out
+
+
+def test_release_that_breaks_the_input_contract_is_refused_before_any_host() -> None:
+    before, hosts = served_versions(), app_hosts()
+    # The plan says so first, and changes nothing; declared, it shows the canary the release would run.
+    renamed = f"model_service_model_src={_contract_changed_model()}"
+    plan = playbook("playbooks/plan.yml", "-e", renamed).stdout
+    assert "Release plan (local; nothing was changed): model demo-classifier 2.4.0" in plan
+    assert "features no longer accepted: feat36; features now required: feat36_renamed" in plan
+    assert "STOP: the release would be refused here" in plan
+    declared = playbook("playbooks/plan.yml", "-e", renamed, "-e", "modelfleet_release_contract_change=true").stdout
+    assert "canary step 1: 25 % asked" in declared
+    assert f"against the {len(hosts)} host(s) serving now" in declared
+    assert "batch 1 of 2 done: drain and remove modelfleet-app-" in declared
+    assert "then too few requests means PROMOTE" in declared  # the local inventory's no-data rule
+    assert app_hosts() == hosts
+    failed = playbook("playbooks/release.yml", "-e", renamed, check=False)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0, output[-3000:]
+    assert "Release stopped: model demo-classifier 2.4.0 changes the contract of the model served now (2.0.0" in output
+    assert "features no longer accepted: feat36; features now required: feat36_renamed" in output
+    assert "-e modelfleet_release_contract_change=true" in output
+    assert "No builder was started" in output
+    assert served_versions() == before
+    assert app_hosts() == hosts
+    assert _left_behind() == ""
+    record = releases()[-1]
+    assert record["result"] == "failed"
+    assert record["detail"].startswith("contract change not declared: features no longer accepted: feat36")
 
 
 def test_declared_contract_change_is_rolled_back_by_the_gate_on_client_errors() -> None:
