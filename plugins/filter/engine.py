@@ -98,8 +98,9 @@ def local_roll(
     site.yml only grows or shrinks the fleet, unjudged).
     """
     running = [host for host in hosts if host.get("running", True)]
-    keep = [host for host in hosts if target and host.get("image") == target]
-    old = [host for host in hosts if not (target and host.get("image") == target)]
+    # A host on the target that is not running serves nothing: it is replaced like an old host, not counted.
+    keep = [host for host in running if target and host.get("image") == target]
+    old = [host for host in hosts if host not in keep]
     count, size = int(settings.get("count", 2)), int(settings.get("batch_size", 1))
     wanted = max(count - len(keep), 0)
     addresses = list(settings.get("addresses") or [])
@@ -137,7 +138,7 @@ def local_roll(
         "old": [host["address"] for host in old],
         "members": members,
         "names": names,
-        "previous_images": sorted({host["image"] for host in old if host.get("image")}),
+        "previous_images": sorted({host["image"] for host in old if host.get("image") not in ("", None, target)}),
         "batches": planned,
         "retire": end,
         "baseline": baseline,

@@ -89,7 +89,8 @@ def _local(serving: list[Step], settings: dict[str, Any], canary: dict[str, Any]
     """The roll playbooks/providers/local/fleet_roll.yml executes (engine.local_roll), said."""
     target = settings.get("image", "")
     count = int(settings.get("count", 2))
-    wanted = max(count - sum(1 for host in serving if target and host.get("image") == target), 0)
+    kept = [host for host in serving if target and host.get("image") == target and host.get("running", True)]
+    wanted = max(count - len(kept), 0)
     addresses = list(settings.get("addresses") or [f"new host {n}" for n in range(1, wanted + 1)])
     roll = local_roll(serving, target, {**settings, "addresses": addresses}, canary)
     names = roll["names"]

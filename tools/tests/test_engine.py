@@ -162,3 +162,15 @@ def test_listener_weights_are_whole_and_the_share_is_what_they_give() -> None:
 def test_the_gate_setting_reads_as_ansibles_bool_does(value: object, enabled: bool) -> None:
     roll = aws_roll({"name": "mf-r1"}, {"release_name": "mf-r2"}, {**CANARY, "enabled": value})
     assert bool(roll["canary"]) is enabled
+
+
+def test_a_stopped_host_on_the_target_is_replaced_not_counted() -> None:
+    # A host on the target image that is not running serves nothing: the fleet would be short of its count
+    # for as long as it stays. It is removed like an old host, and a new one starts in its place.
+    stopped = {"name": "app-12", "address": "10.0.0.12", "image": NEW, "running": False}
+    running = {"name": "app-13", "address": "10.0.0.13", "image": NEW, "running": True}
+    roll = local_roll([stopped, running], NEW, {**SETTINGS, "addresses": ["10.0.0.14"]}, CANARY)
+    assert roll["keep"] == ["10.0.0.13"]
+    assert roll["batches"] == [{"number": 1, "start": ["10.0.0.14"], "retire": ["10.0.0.12"]}]
+    assert roll["retire"] == []
+    assert roll["no_canary"] == "no running host serves another image to judge it against"
