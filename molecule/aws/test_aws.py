@@ -64,8 +64,15 @@ def aws_env(endpoint: str = ENDPOINT) -> dict[str, str]:
 
 
 def run(tool: str, *args: str, check: bool = True, endpoint: str = ENDPOINT) -> subprocess.CompletedProcess[str]:
-    if tool == "ansible-playbook":  # its own build cache: other tests may build other apps under 1.0.0 meanwhile
-        args = (*args, "-e", f"model_service_wheelhouse_cache={WORK / 'wheelhouse'}")
+    if tool == "ansible-playbook":
+        # Its own build cache (other tests may build other apps under 1.0.0 meanwhile), and a deregistration
+        # delay of 1 s for every target group (prod's 30 s only made a release wait that long for the old
+        # group's targets to drain: the emulator drains them for the group's delay, as AWS does).
+        args = (
+            *args,
+            *("-e", f"model_service_wheelhouse_cache={WORK / 'wheelhouse'}"),
+            *("-e", json.dumps({"modelfleet_aws_deregistration_delay": 1})),
+        )
     started = time.monotonic()
     result = subprocess.run(
         [str(BIN / tool), *args],
