@@ -187,3 +187,16 @@ def test_bad_canary_steps_are_refused_as_the_release_would(steps: object) -> Non
 def test_unknown_provider() -> None:
     with pytest.raises(ValueError, match="local or aws"):
         release_plan(HOSTS, "gcp", LOCAL, CANARY, MODEL, SERVED)
+
+
+def test_a_stopped_host_on_the_target_is_planned_to_be_replaced() -> None:
+    # No addresses given: the plan names as many new hosts as the running ones on the target leave to start.
+    hosts = [
+        {"name": "app-10", "address": "10.0.0.10", "image": "app:r2-bbb", "running": False},
+        {"name": "app-11", "address": "10.0.0.11", "image": "app:r2-bbb", "running": True},
+    ]
+    settings = {"count": 2, "batch_size": 1, "monitoring": True, "image": "app:r2-bbb"}
+    out = text(release_plan(hosts, "local", settings, CANARY, MODEL, SERVED))
+    assert "keep app-11: already on app:r2-bbb" in out
+    assert "start new host 1 from the new image (batch 1 of 1)" in out
+    assert "drain and remove app-10" in out
