@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -597,3 +598,47 @@ def test_waf_logging_is_compared_by_destination_and_redacted_headers() -> None:
     assert not logging.same(None, asked)
     assert not logging.same({**current, "LogDestinationConfigs": ["arn:logs:aws-waf-logs-y"]}, asked)
     assert not logging.same({**current, "RedactedFields": []}, asked)
+
+
+# The release record read from the model bucket in one call (release_records).
+@pytest.fixture
+def records_bucket():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="models")
+        yield client
+
+
+def put_record(client, key: str, body: dict | str) -> None:
+    client.put_object(Bucket="models", Key=key, Body=body if isinstance(body, str) else json.dumps(body))
+
+
+def test_the_newest_entries_are_read_oldest_first_and_nothing_else(records_bucket) -> None:
+    for n in (3, 1, 2, 4):  # written out of order: the keys' time orders them
+        put_record(records_bucket, f"releases/2026120{n}T000000-img.json", {"n": n})
+    put_record(records_bucket, "releases/notes.txt", "not an entry")
+    put_record(records_bucket, "releases/.json", "{}")
+    put_record(records_bucket, "lease.json", {"holder": "x"})
+    keys, read = module("release_records").read_records(records_bucket, "models", "releases/", 3)
+    assert [entry["n"] for entry in read] == [2, 3, 4]
+    assert keys == [f"releases/2026120{n}T000000-img.json" for n in (2, 3, 4)]
+    _, every = module("release_records").read_records(records_bucket, "models", "releases/", 0)
+    assert [entry["n"] for entry in every] == [1, 2, 3, 4]
+
+
+def test_a_record_longer_than_a_listing_page_is_read_to_its_end(records_bucket) -> None:
+    for n in range(7):
+        put_record(records_bucket, f"releases/{n:04d}.json", {"n": n})
+    keys, read = module("release_records").read_records(records_bucket, "models", "releases/", 5, page_size=2)
+    assert [entry["n"] for entry in read] == [2, 3, 4, 5, 6]
+    assert len(keys) == 5
+
+
+def test_a_bucket_that_does_not_exist_yet_holds_no_record(records_bucket) -> None:
+    assert module("release_records").read_records(records_bucket, "not-made-yet", "releases/", 50) == ([], [])
+
+
+def test_an_entry_that_is_not_json_is_an_error_not_a_silent_gap(records_bucket) -> None:
+    put_record(records_bucket, "releases/0001.json", "{not json")
+    with pytest.raises(json.JSONDecodeError, match="Expecting property name"):
+        module("release_records").read_records(records_bucket, "models", "releases/", 50)
